@@ -1,0 +1,1 @@
+"""HTTP edge: app factory, dependencies, the one error renderer, routes."""

@@ -1,0 +1,107 @@
+"""The app factory: one FastAPI app; ingest routes are plain Starlette routes inside it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from postbackd import __version__
+from postbackd.api import admin_data, admin_setup, errors, ingest, openapi_ingest
+from postbackd.api.limits import BodyLimit
+from postbackd.api.services import Services
+from postbackd.settings import Settings
+from postbackd.store.engine import make_engine, migrate
+from postbackd.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, engine: sa.Engine | None = None, *, run_migrations: bool = True
+) -> FastAPI:
+    engine = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    threads = settings.writer_threads or (1 if engine.dialect.name == "sqlite" else 4)
+    services = Services(settings, engine, Writer(engine, threads=threads))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if run_migrations:
+            migrate(engine)
+        services.writer.start()
+        async with contextlib.AsyncExitStack() as stack:
+            for starter in services.starters:
+                await stack.enter_async_context(starter(services))
+            yield
+        services.writer.stop()
+
+    app = FastAPI(
+        title="postbackd",
+        version=__version__,
+        description="Self-hosted conversion postback server. Admin API keys: `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    _routes(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    app.add_route(
+        "/api/event/global/{org_id}",
+        ingest.event_global,
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    app.add_route(
+        "/api/event/trigger", ingest.event_trigger, methods=["GET", "POST"], include_in_schema=False
+    )
+    app.add_route("/api/leads", ingest.lead_form, methods=["POST"], include_in_schema=False)
+    app.add_route("/c/{cid}", ingest.click, methods=["GET"], include_in_schema=False)
+    app.add_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
+    app.add_route("/readyz", _readyz, methods=["GET"], include_in_schema=False)
+    app.add_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
+    app.include_router(admin_setup.router)
+    app.include_router(admin_data.router)
+
+
+def _openapi(app: FastAPI) -> dict:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema["paths"] = {**openapi_ingest.paths(), **schema["paths"]}
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+async def _healthz(_request: Request) -> Response:
+    return errors.json_response({"status": "ok"})
+
+
+async def _readyz(request: Request) -> Response:
+    svc: Services = request.app.state.services
+    try:
+        await _to_thread(svc.read, lambda c: c.exec_driver_sql("SELECT 1").scalar())
+    except sa.exc.DBAPIError as exc:
+        return errors.json_response({"status": "unavailable", "error": type(exc).__name__}, 503)
+    return errors.json_response({"status": "ready"})
+
+
+async def _metrics(_request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _to_thread(fn, *args):
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args)

@@ -1,0 +1,47 @@
+"""What a running server holds: settings, engine, writer, locks, and the worker's doorbell."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from postbackd.api.ingest import InflightLocks
+from postbackd.settings import Settings
+from postbackd.store.tables import campaigns
+from postbackd.store.writer import Writer
+
+
+class Services:
+    def __init__(self, settings: Settings, engine: sa.Engine, writer: Writer):
+        self.settings = settings
+        self.engine = engine
+        self.writer = writer
+        self.locks = InflightLocks()
+        self._doorbells: list[Callable[[], None]] = []
+        # Async context managers entered for the server's lifetime (the delivery worker).
+        self.starters: list[Callable[[Services], Any]] = []
+
+    def on_new_deliveries(self, ring: Callable[[], None]) -> None:
+        self._doorbells.append(ring)
+
+    def after_write(self, new_deliveries: int) -> None:
+        """Wake in-process workers right away instead of waiting for their next poll."""
+        if new_deliveries:
+            for ring in self._doorbells:
+                ring()
+
+    def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a read-only store function on a pooled connection (WAL readers never block)."""
+        with self.engine.connect() as conn:
+            return fn(conn, *args)
+
+    def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Blocking write through the writer (admin routes run in a thread pool)."""
+        return self.writer.run_sync(fn, *args)
+
+    async def landing_url(self, campaign_id: str) -> str:
+        stmt = sa.select(campaigns.c.landing_url).where(campaigns.c.id == campaign_id)
+        return await asyncio.to_thread(self.read, lambda c: c.execute(stmt).scalar() or "")

@@ -1,0 +1,1 @@
+"""The delivery worker: retry maths (pure), the SSRF guard, the sender and the loop."""

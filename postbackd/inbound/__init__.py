@@ -1,0 +1,1 @@
+"""Request parameters -> a validated command, or an InputError with the seed's code (pure)."""

@@ -1,0 +1,1 @@
+"""What to send and whether (pure): plan, macros, formats, request, signing, filters."""

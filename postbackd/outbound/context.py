@@ -1,0 +1,133 @@
+"""The macro context of an occurrence: every value a template may name, JSON-safe.
+
+Snapshotted onto the delivery in the transaction that caused it, so a retry days later
+sends what was true when the event happened. Seed 002: session postbacks carry no user
+data (no form has been filled yet).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from postbackd.model import TRACKING_FIELDS, Trigger
+from postbackd.outbound.occurrence import Occurrence
+
+LEAD_COLUMNS = (
+    "transaction_id",
+    "exto",
+    "tcpa_consent",
+    "tcpa_consent_date",
+    "cost",
+    "adspend",
+    "min_price",
+    "ip",
+    "user_agent",
+    "referrer",
+    "landing_url",
+    "distribution_status",
+    "buyer",
+    "price",
+    *TRACKING_FIELDS,
+)
+CONVERSION_COLUMNS = (
+    "event_id",
+    "event_type",
+    "clid",
+    "goal",
+    "revenue",
+    "payout",
+    "currency",
+    "status",
+)
+# Names partners' templates use for the same values (seed 002 spellings first).
+ALIASES = {
+    "sessionid": "transaction_id",
+    "session_id": "transaction_id",
+    "click_id": "transaction_id",
+    "clickid": "transaction_id",
+    "ipaddress": "ip",
+    "ip_address": "ip",
+    "useragent": "user_agent",
+    "locationurl": "landing_url",
+    "campaignid": "campaign_id",
+    "cid": "campaign_id",
+    "publisherrevenue": "payout",
+    "externalidentifier": "external_click_id",
+    "sold_price": "price",
+    "conversion_status": "status",
+}
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def build(occ: Occurrence, now: datetime) -> dict[str, Any]:
+    lead = occ.lead
+    ctx: dict[str, Any] = {}
+    if occ.trigger is not Trigger.SESSION_START:
+        ctx.update({k: jsonable(v) for k, v in (lead.get("fields") or {}).items()})
+    ctx.update({k: jsonable(lead.get(k)) for k in LEAD_COLUMNS})
+    ctx.update(_ids(occ))
+    ctx.update(_conversion(occ))
+    ctx["trigger"] = occ.trigger.value
+    ctx["lead_status"] = lead.get("status")
+    event_at = (occ.conversion or {}).get("conversion_at") or occ.at or now
+    ctx["event_time"] = int(event_at.timestamp())
+    ctx["timestamp"] = int(now.timestamp())
+    ctx["date"] = now.date().isoformat()
+    _zip_aliases(ctx)
+    for alias, name in ALIASES.items():
+        ctx.setdefault(alias, ctx.get(name))
+    ctx["req"] = {
+        "qs": lead.get("query") or {},
+        "cookie": lead.get("cookies") or {},
+        "sessionData": lead.get("session_data") or {}
+        if occ.trigger is not Trigger.SESSION_START
+        else {},
+    }
+    return ctx
+
+
+def _ids(occ: Occurrence) -> dict[str, Any]:
+    source = occ.source or {}
+    return {
+        "org_id": occ.org["id"],
+        "lead_id": occ.lead["id"],
+        "campaign_id": occ.campaign_id,
+        "source_id": source.get("id"),
+        "pid": source.get("pid"),
+        "source_name": source.get("name"),
+        "lead_created_at": jsonable(occ.lead.get("created_at")),
+    }
+
+
+def _conversion(occ: Occurrence) -> dict[str, Any]:
+    conv = occ.conversion
+    if not conv:
+        return {}
+    out = {k: jsonable(conv.get(k)) for k in CONVERSION_COLUMNS}
+    out["conversion_id"] = conv["id"]
+    out["conversion_time"] = jsonable(conv.get("conversion_at"))
+    out["previous_status"] = occ.previous_status
+    out["event_name"] = (occ.event or {}).get("name") or conv.get("event_id")
+    if conv.get("exto"):
+        out["exto"] = conv["exto"]
+    return out
+
+
+def _zip_aliases(ctx: dict[str, Any]) -> None:
+    zip_value = next(
+        (ctx.get(k) for k in ("zip_code", "zip", "zipcode", "postal_code") if ctx.get(k)), None
+    )
+    if zip_value is not None:
+        ctx.setdefault("zip", zip_value)
+        ctx.setdefault("zip_code", zip_value)

@@ -1,0 +1,331 @@
+"""The one write path: lead / conversion / history changes plus the deliveries they trigger.
+
+Every function here runs inside one writer transaction (store/writer.py) and takes the
+connection first; the HTTP layer answers only after the commit. Rules live here and in
+inbound/ and outbound/; SQL lives in store/.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from postbackd import ids
+from postbackd.errors import DuplicateEvent, Forbidden, InputError, NotFoundInput
+from postbackd.inbound.events import EventCommand
+from postbackd.inbound.leads import LeadCommand
+from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
+from postbackd.outbound import context, plan
+from postbackd.outbound.occurrence import Occurrence
+from postbackd.store import campaigns, conversions, leads, orgs, outbox, postbacks
+from postbackd.store.rows import get_scoped
+from postbackd.store.tables import campaigns as campaigns_table
+from postbackd.store.tables import sources as sources_table
+from postbackd.store.tables import utcnow
+
+# ---- lead entry -------------------------------------------------------------------------
+
+
+def enter_lead(conn: sa.Connection, cmd: LeadCommand) -> dict:
+    """Create a lead (session start, and form completion if it came with form data)."""
+    campaign = _campaign(conn, cmd.cid)
+    if cmd.transaction_id and (lead := leads.by_transaction_id(conn, cmd.transaction_id)):
+        if lead["campaign_id"] != campaign["id"]:
+            raise InputError("transaction_id_taken", "transaction_id belongs to another campaign")
+        return complete_lead(conn, lead, cmd)
+    source = _active_source(conn, campaign["id"], cmd.pid)
+    now = utcnow()
+    lead = leads.insert_lead(
+        conn,
+        {
+            "id": ids.new_id("lead"),
+            "org_id": campaign["org_id"],
+            "campaign_id": campaign["id"],
+            "source_id": source["id"],
+            "transaction_id": cmd.transaction_id or ids.transaction_id(),
+            "status": LeadStatus.COMPLETED if cmd.form_complete else LeadStatus.NEW,
+            "fields": cmd.fields,
+            "session_data": cmd.session_data,
+            "form_completed_at": now if cmd.form_complete else None,
+            **cmd.tracking,
+            **cmd.request,
+        },
+    )
+    org = orgs.get_org(conn, campaign["org_id"])
+    planned = plan_deliveries(conn, Occurrence(Trigger.SESSION_START, org, lead, source, at=now))
+    if cmd.form_complete:
+        planned += plan_deliveries(
+            conn, Occurrence(Trigger.FORM_COMPLETE, org, lead, source, at=now)
+        )
+    return {"lead": lead, "deliveries": planned, "created": True}
+
+
+def complete_lead(conn: sa.Connection, lead: dict, cmd: LeadCommand) -> dict:
+    """Form completion of an existing lead: merge fields and session data."""
+    now = utcnow()
+    lead = leads.update_lead(
+        conn,
+        lead,
+        {
+            "fields": {**lead["fields"], **cmd.fields},
+            "session_data": {**lead["session_data"], **cmd.session_data},
+            "status": LeadStatus.COMPLETED,
+            "form_completed_at": now,
+            **cmd.tracking,
+        },
+    )
+    org = orgs.get_org(conn, lead["org_id"])
+    source = get_scoped(conn, sources_table, lead["org_id"], lead["source_id"])
+    planned = plan_deliveries(conn, Occurrence(Trigger.FORM_COMPLETE, org, lead, source, at=now))
+    return {"lead": lead, "deliveries": planned, "created": False}
+
+
+def distribute_lead(
+    conn: sa.Connection, org_id: str, lead_id: str, sold: bool, buyer: str | None, price
+) -> dict:
+    from postbackd.store.tables import leads as leads_table
+
+    lead = get_scoped(conn, leads_table, org_id, lead_id)
+    if lead is None:
+        raise NotFoundInput("lead_not_found", "lead not found")
+    now = utcnow()
+    status = LeadStatus.SOLD if sold else LeadStatus.UNSOLD
+    lead = leads.update_lead(
+        conn,
+        lead,
+        {
+            "distribution_status": status,
+            "status": status,
+            "buyer": buyer,
+            "price": price,
+            "distributed_at": now,
+        },
+    )
+    org = orgs.get_org(conn, org_id)
+    source = get_scoped(conn, sources_table, org_id, lead["source_id"])
+    planned = plan_deliveries(
+        conn, Occurrence(Trigger.DISTRIBUTION_COMPLETE, org, lead, source, at=now)
+    )
+    return {"lead": lead, "deliveries": planned}
+
+
+# ---- inbound events (seed 000) ------------------------------------------------------------
+
+
+def fire_event(conn: sa.Connection, org_id: str | None, cmd: EventCommand) -> dict:
+    """Record a conversion or tracking event on a lead; raises the seed's coded errors."""
+    lead = _lead_for_event(conn, org_id, cmd)
+    evd = campaigns.find_event_definition(conn, lead["campaign_id"], cmd.event_id)
+    if evd is None:
+        raise InputError(
+            "invalid_event_id",
+            f"event_id {cmd.event_id!r} is not configured for this lead's campaign",
+        )
+    is_conversion = evd["type"] == EventType.CONVERSION
+    if is_conversion and cmd.revenue is None:
+        raise InputError("missing_revenue", "revenue is required for conversion events")
+    source = _active_source(conn, lead["campaign_id"], cmd.pid)
+    _event_lock(conn, lead["id"], evd["id"])
+    dedupe_key = None if evd["allow_duplicates"] else f"{lead['id']}:{evd['id']}"
+    if dedupe_key and conversions.exists_dedupe(conn, dedupe_key):
+        raise DuplicateEvent(
+            "duplicate_event", f"event {evd['event_id']!r} was already fired for this lead"
+        )
+    lead = leads.update_lead(conn, lead, _lead_changes(lead, cmd))
+    conversion = _insert_conversion(conn, lead, evd, source, cmd, dedupe_key)
+    org = orgs.get_org(conn, lead["org_id"])
+    occ = Occurrence(Trigger.EVENT, org, lead, source, conversion, evd)
+    planned = plan_deliveries(conn, occ)
+    kind = "conversion" if is_conversion else "tracking"
+    return {
+        "code": f"{kind}_event_fired",
+        "message": f"{kind.capitalize()} event fired successfully",
+        "data": {
+            "conversion_id": conversion["id"],
+            "lead_id": lead["id"],
+            "transaction_id": lead["transaction_id"],
+            "event_id": evd["event_id"],
+            "event_type": evd["type"],
+            "campaign_id": lead["campaign_id"],
+            "revenue": _num(conversion["revenue"]),
+            "status": conversion["status"],
+            "deliveries": len([d for d in planned if d["state"] == DeliveryState.PENDING]),
+        },
+    }
+
+
+def _lead_for_event(conn: sa.Connection, org_id: str | None, cmd: EventCommand) -> dict:
+    lead = leads.by_transaction_id(conn, cmd.transaction_id)
+    if cmd.cid is not None and _campaign_or_none(conn, cmd.cid) is None:
+        raise InputError("invalid_cid", f"campaign {cmd.cid!r} not found")
+    wrong_org = lead is not None and org_id is not None and lead["org_id"] != org_id
+    wrong_campaign = lead is not None and cmd.cid is not None and lead["campaign_id"] != cmd.cid
+    if lead is None or wrong_org or wrong_campaign:
+        raise NotFoundInput("lead_not_found", f"no lead with transaction_id {cmd.transaction_id!r}")
+    return lead
+
+
+def _event_lock(conn: sa.Connection, lead_id: str, evd_id: str) -> None:
+    """Across processes on PostgreSQL: a second request for the same lead+event gets 403.
+
+    (In one process the API layer holds an in-memory lock; SQLite has one writer.)
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    key = zlib.crc32(f"{lead_id}:{evd_id}".encode()) - 2**31
+    if not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar():
+        raise Forbidden(
+            "event_locked", "another request for this lead and event is being processed"
+        )
+
+
+def _lead_changes(lead: dict, cmd: EventCommand) -> dict[str, Any]:
+    changes: dict[str, Any] = dict(cmd.tracking)
+    if cmd.lead_fields:
+        changes["fields"] = {**lead["fields"], **cmd.lead_fields}
+    if cmd.tcpa_consent is not None:
+        changes["tcpa_consent"] = cmd.tcpa_consent
+    if cmd.tcpa_consent_date is not None:
+        changes["tcpa_consent_date"] = cmd.tcpa_consent_date
+    if cmd.cost is not None:
+        changes["cost"] = apply_cost(lead.get("cost"), cmd.cost, cmd.cost_operation)
+    for name in ("adspend", "min_price"):
+        if getattr(cmd, name) is not None:
+            changes[name] = getattr(cmd, name)
+    return changes
+
+
+def apply_cost(current: Decimal | None, cost: Decimal, operation: str) -> Decimal:
+    """Seed 000 cost_operation: add, substract (subtract) or override."""
+    base = Decimal(str(current)) if current is not None else Decimal(0)
+    if operation == "add":
+        return base + cost
+    if operation == "subtract":
+        return base - cost
+    return cost
+
+
+def _insert_conversion(conn, lead, evd, source, cmd: EventCommand, dedupe_key) -> dict:
+    row = {
+        "id": ids.new_id("conversion"),
+        "org_id": lead["org_id"],
+        "campaign_id": lead["campaign_id"],
+        "lead_id": lead["id"],
+        "event_definition_id": evd["id"],
+        "event_id": evd["event_id"],
+        "event_type": evd["type"],
+        "source_id": source["id"],
+        "clid": cmd.clid,
+        "goal": evd["event_id"],
+        "exto": lead.get("exto"),
+        "revenue": cmd.revenue,
+        "payout": evd.get("payout"),
+        "currency": None,
+        "status": cmd.status or "approved",
+        "conversion_at": cmd.conversion_at or utcnow(),
+        "dedupe_key": dedupe_key,
+    }
+    try:
+        with conn.begin_nested():
+            return conversions.insert_conversion(conn, row)
+    except sa.exc.IntegrityError:
+        # Lost a race with another writer (PostgreSQL): the unique key decides.
+        raise DuplicateEvent(
+            "duplicate_event", f"event {evd['event_id']!r} was already fired for this lead"
+        ) from None
+
+
+def set_conversion_status(
+    conn: sa.Connection, org_id: str, conversion_id: str, status: str, note: str
+) -> dict:
+    from postbackd.store.tables import conversions as conversions_table
+    from postbackd.store.tables import event_definitions
+    from postbackd.store.tables import leads as leads_table
+
+    conv = get_scoped(conn, conversions_table, org_id, conversion_id)
+    if conv is None:
+        raise NotFoundInput("conversion_not_found", "conversion not found")
+    if conv["status"] == status:
+        return {"conversion": conv, "deliveries": []}
+    previous = conv["status"]
+    conv = conversions.set_status(conn, conv, status, note)
+    lead = get_scoped(conn, leads_table, org_id, conv["lead_id"])
+    evd = get_scoped(conn, event_definitions, org_id, conv["event_definition_id"])
+    source = (
+        get_scoped(conn, sources_table, org_id, conv["source_id"]) if conv["source_id"] else None
+    )
+    org = orgs.get_org(conn, org_id)
+    occ = Occurrence(
+        Trigger.CONVERSION_STATUS, org, lead, source, conv, evd, previous_status=previous
+    )
+    return {"conversion": conv, "deliveries": plan_deliveries(conn, occ)}
+
+
+# ---- shared -------------------------------------------------------------------------------
+
+
+def plan_deliveries(
+    conn: sa.Connection, occ: Occurrence, only: list[dict] | None = None
+) -> list[dict]:
+    """Write one delivery per matching postback, pending or skipped with its reason."""
+    candidates = only
+    if candidates is None:
+        triggers = [t.value for t in plan.TRIGGERS_OF[occ.trigger]]
+        candidates = (
+            postbacks.active_for(conn, occ.org["id"], occ.campaign_id, triggers) if triggers else []
+        )
+        candidates = [pb for pb in candidates if plan.matches(pb, occ)]
+    if not candidates:
+        return []
+    now = utcnow()
+    ctx = context.build(occ, now)
+    out = []
+    for pb in candidates:
+        values = {
+            "org_id": occ.org["id"],
+            "postback_id": pb["id"],
+            "lead_id": occ.lead["id"],
+            "conversion_id": (occ.conversion or {}).get("id"),
+            "trigger": occ.trigger.value,
+            "state": DeliveryState.PENDING.value,
+            "context": ctx,
+        }
+        values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))
+        out.append(outbox.insert_delivery(conn, values))
+    return out
+
+
+def screen(
+    conn: sa.Connection, postback: dict, ctx: dict, now: datetime, tz: str
+) -> dict[str, Any]:
+    """Posting filters (issue 4) decide pending vs skipped; empty dict means send."""
+    return {}
+
+
+def _campaign_or_none(conn: sa.Connection, cid: str) -> dict | None:
+    row = conn.execute(sa.select(campaigns_table).where(campaigns_table.c.id == cid)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def _campaign(conn: sa.Connection, cid: str) -> dict:
+    campaign = _campaign_or_none(conn, cid)
+    if campaign is None or campaign["archived"]:
+        raise InputError("invalid_cid", f"campaign {cid!r} not found")
+    return campaign
+
+
+def _active_source(conn: sa.Connection, campaign_id: str, pid: str) -> dict:
+    source = campaigns.find_source(conn, campaign_id, pid)
+    if source is None or source["archived"]:
+        raise InputError("invalid_pid", f"source {pid!r} is not configured for this campaign")
+    if not source["active"]:
+        raise Forbidden("source_inactive", f"source {pid!r} is inactive")
+    return source
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)

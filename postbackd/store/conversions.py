@@ -1,0 +1,74 @@
+"""Conversions (fired events on leads) and their status history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from postbackd.store.rows import page
+from postbackd.store.tables import conversion_status_history, conversions, utcnow
+
+
+def exists_dedupe(conn: sa.Connection, dedupe_key: str) -> bool:
+    stmt = sa.select(conversions.c.id).where(conversions.c.dedupe_key == dedupe_key)
+    return conn.execute(stmt).first() is not None
+
+
+def insert_conversion(conn: sa.Connection, row: dict[str, Any]) -> dict:
+    now = utcnow()
+    full = {**row, "created_at": now, "updated_at": now}
+    conn.execute(conversions.insert().values(**full))
+    add_history(conn, full["id"], full["status"], None, "created")
+    return full
+
+
+def add_history(
+    conn: sa.Connection, conversion_id: str, status: str, previous: str | None, note: str
+) -> None:
+    conn.execute(
+        conversion_status_history.insert().values(
+            conversion_id=conversion_id,
+            status=status,
+            previous_status=previous,
+            note=note,
+            changed_at=utcnow(),
+        )
+    )
+
+
+def set_status(conn: sa.Connection, conversion: dict, status: str, note: str) -> dict:
+    now = utcnow()
+    conn.execute(
+        conversions.update()
+        .where(conversions.c.id == conversion["id"])
+        .values(status=status, updated_at=now)
+    )
+    add_history(conn, conversion["id"], status, conversion["status"], note)
+    return {**conversion, "status": status, "updated_at": now}
+
+
+def history(conn: sa.Connection, conversion_id: str) -> list[dict]:
+    stmt = (
+        sa.select(conversion_status_history)
+        .where(conversion_status_history.c.conversion_id == conversion_id)
+        .order_by(conversion_status_history.c.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+FILTERS = ("lead_id", "campaign_id", "event_id", "status", "event_type", "source_id")
+
+
+def search(
+    conn: sa.Connection, org_id: str, filters: dict[str, Any], **paging: Any
+) -> tuple[list, str | None]:
+    where = [conversions.c.org_id == org_id]
+    where += [
+        conversions.c[name] == filters[name] for name in FILTERS if filters.get(name) is not None
+    ]
+    if filters.get("created_after"):
+        where.append(conversions.c.created_at >= filters["created_after"])
+    if filters.get("created_before"):
+        where.append(conversions.c.created_at < filters["created_before"])
+    return page(conn, conversions, where, **paging)

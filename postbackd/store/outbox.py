@@ -1,0 +1,170 @@
+"""The transactional outbox: deliveries written with the event that caused them.
+
+Workers claim due deliveries with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on
+SQLite the single writer serializes claims), send them, and record each attempt.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from postbackd import ids
+from postbackd.model import DeliveryState
+from postbackd.store.rows import get_scoped, page
+from postbackd.store.tables import deliveries, delivery_attempts, utcnow
+
+DUE_STATES = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+
+
+def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> dict:
+    now = utcnow()
+    delivery_id = ids.new_id("delivery")
+    row = {
+        "id": delivery_id,
+        "idempotency_key": delivery_id,
+        "attempts": 0,
+        "missing": [],
+        "next_attempt_at": now,
+        **values,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if row["state"] != DeliveryState.PENDING:
+        row["next_attempt_at"] = None
+        row["finished_at"] = now
+    conn.execute(deliveries.insert().values(**row))
+    return row
+
+
+def claim_due(
+    conn: sa.Connection, worker: str, limit: int, lease: float, now: datetime
+) -> list[dict]:
+    """Lease up to `limit` due deliveries: pending/retrying whose time came, or whose lease ran out."""
+    due = sa.or_(
+        sa.and_(deliveries.c.state.in_(DUE_STATES), deliveries.c.next_attempt_at <= now),
+        sa.and_(deliveries.c.state == DeliveryState.SENDING.value, deliveries.c.lease_until <= now),
+    )
+    pick = sa.select(deliveries.c.id).where(due).order_by(deliveries.c.next_attempt_at).limit(limit)
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    chosen = [r.id for r in conn.execute(pick)]
+    if not chosen:
+        return []
+    conn.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(chosen))
+        .values(
+            state=DeliveryState.SENDING.value,
+            lease_until=now + timedelta(seconds=lease),
+            leased_by=worker,
+            updated_at=now,
+        )
+    )
+    rows = conn.execute(sa.select(deliveries).where(deliveries.c.id.in_(chosen)))
+    return [dict(r._mapping) for r in rows]
+
+
+def next_due_at(conn: sa.Connection) -> datetime | None:
+    stmt = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+        deliveries.c.state.in_(DUE_STATES)
+    )
+    value = conn.execute(stmt).scalar()
+    return (
+        deliveries.c.next_attempt_at.type.process_result_value(value, conn.dialect)
+        if isinstance(value, datetime)
+        else None
+    )
+
+
+def finish_attempt(
+    conn: sa.Connection, delivery: dict, worker: str, attempt: dict, update: dict[str, Any]
+) -> bool:
+    """Record one attempt and the delivery's new state, if this worker still holds the lease.
+
+    Returns False when the lease was lost (another worker took it over after expiry); the
+    attempt is still logged, because the request did go out.
+    """
+    now = utcnow()
+    conn.execute(
+        delivery_attempts.insert().values(
+            id=ids.new_id("attempt"), delivery_id=delivery["id"], worker=worker, **attempt
+        )
+    )
+    stmt = (
+        deliveries.update()
+        .where(
+            deliveries.c.id == delivery["id"],
+            deliveries.c.leased_by == worker,
+            deliveries.c.state == DeliveryState.SENDING.value,
+        )
+        .values(**update, lease_until=None, leased_by=None, updated_at=now)
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def get(conn: sa.Connection, org_id: str, delivery_id: str) -> dict | None:
+    return get_scoped(conn, deliveries, org_id, delivery_id)
+
+
+def attempts_of(conn: sa.Connection, delivery_id: str) -> list[dict]:
+    stmt = (
+        sa.select(delivery_attempts)
+        .where(delivery_attempts.c.delivery_id == delivery_id)
+        .order_by(delivery_attempts.c.number, delivery_attempts.c.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+FILTERS = ("state", "postback_id", "lead_id", "conversion_id", "trigger", "skip_filter")
+
+
+def filter_clause(org_id: str, filters: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
+    where = [deliveries.c.org_id == org_id]
+    where += [deliveries.c[n] == filters[n] for n in FILTERS if filters.get(n) is not None]
+    if filters.get("created_after"):
+        where.append(deliveries.c.created_at >= filters["created_after"])
+    if filters.get("created_before"):
+        where.append(deliveries.c.created_at < filters["created_before"])
+    return where
+
+
+def search(
+    conn: sa.Connection, org_id: str, filters: dict[str, Any], **paging: Any
+) -> tuple[list, str | None]:
+    return page(conn, deliveries, filter_clause(org_id, filters), **paging)
+
+
+def requeue(
+    conn: sa.Connection, org_id: str, filters: dict[str, Any], limit: int = 1000
+) -> list[str]:
+    """Replay: put finished deliveries matching `filters` back to pending, keeping their key."""
+    now = utcnow()
+    where = filter_clause(org_id, filters) + [deliveries.c.state != DeliveryState.SENDING.value]
+    chosen = [
+        r.id
+        for r in conn.execute(
+            sa.select(deliveries.c.id).where(*where).order_by(deliveries.c.id).limit(limit)
+        )
+    ]
+    if chosen:
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(chosen))
+            .values(
+                state=DeliveryState.PENDING.value,
+                next_attempt_at=now,
+                finished_at=None,
+                updated_at=now,
+            )
+        )
+    return chosen
+
+
+def counts_by_state(conn: sa.Connection, org_id: str | None = None) -> dict[str, int]:
+    stmt = sa.select(deliveries.c.state, sa.func.count()).group_by(deliveries.c.state)
+    if org_id:
+        stmt = stmt.where(deliveries.c.org_id == org_id)
+    return {state: n for state, n in conn.execute(stmt)}
