@@ -19,9 +19,9 @@ from postbackd.errors import DuplicateEvent, Forbidden, InputError, NotFoundInpu
 from postbackd.inbound.events import EventCommand
 from postbackd.inbound.leads import LeadCommand
 from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
-from postbackd.outbound import context, plan
+from postbackd.outbound import context, filters, plan
 from postbackd.outbound.occurrence import Occurrence
-from postbackd.store import campaigns, conversions, leads, orgs, outbox, postbacks
+from postbackd.store import campaigns, caps, conversions, leads, orgs, outbox, postbacks
 from postbackd.store.rows import get_scoped
 from postbackd.store.tables import campaigns as campaigns_table
 from postbackd.store.tables import sources as sources_table
@@ -269,7 +269,7 @@ def set_conversion_status(
 
 
 def plan_deliveries(
-    conn: sa.Connection, occ: Occurrence, only: list[dict] | None = None
+    conn: sa.Connection, occ: Occurrence, only: list[dict] | None = None, *, screened: bool = True
 ) -> list[dict]:
     """Write one delivery per matching postback, pending or skipped with its reason."""
     candidates = only
@@ -294,7 +294,8 @@ def plan_deliveries(
             "state": DeliveryState.PENDING.value,
             "context": ctx,
         }
-        values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))
+        if screened:
+            values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))
         out.append(outbox.insert_delivery(conn, values))
     return out
 
@@ -302,8 +303,34 @@ def plan_deliveries(
 def screen(
     conn: sa.Connection, postback: dict, ctx: dict, now: datetime, tz: str
 ) -> dict[str, Any]:
-    """Posting filters (issue 4) decide pending vs skipped; empty dict means send."""
-    return {}
+    """Posting filters decide pending vs skipped-with-reason; an empty dict means send.
+
+    Caps go last and count the fire in the same transaction, so only a delivery that
+    passed every other filter uses up a cap.
+    """
+    cfg = filters.FilterConfig.model_validate(postback["config"].get("filters") or {})
+    skip = filters.first_skip(cfg, filters.Facts(fields=ctx, now=now, timezone=tz))
+    if skip is None and cfg.caps.enabled:
+        limits = cfg.caps.limits()
+        reached = caps.take(conn, postback["id"], cfg.caps.counted_windows(now, tz), limits)
+        if reached:
+            skip = filters.Skip(
+                "caps", f"{reached} cap {limits[reached]} reached", str(limits[reached])
+            )
+    if skip is None:
+        return {}
+    return {
+        "state": DeliveryState.SKIPPED.value,
+        "skip_filter": skip.filter,
+        "skip_reason": skip.reason,
+    }
+
+
+def cap_counts(
+    conn: sa.Connection, postback_id: str, cfg, now: datetime, tz: str
+) -> dict[str, int]:
+    """Fires counted in the current windows, for the dry run."""
+    return caps.counts(conn, postback_id, cfg.caps.counted_windows(now, tz))
 
 
 def _campaign_or_none(conn: sa.Connection, cid: str) -> dict | None:
@@ -329,3 +356,34 @@ def _active_source(conn: sa.Connection, campaign_id: str, pid: str) -> dict:
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def occurrence_for(
+    conn: sa.Connection, org_id: str, lead_id: str, conversion_id: str | None = None
+) -> Occurrence:
+    """An occurrence rebuilt from stored rows, for the test endpoint and manual fires."""
+    from postbackd.store.tables import conversions as conversions_table
+    from postbackd.store.tables import event_definitions
+    from postbackd.store.tables import leads as leads_table
+
+    lead = get_scoped(conn, leads_table, org_id, lead_id) or leads.by_transaction_id(conn, lead_id)
+    if lead is None or lead["org_id"] != org_id:
+        raise NotFoundInput("lead_not_found", "lead not found")
+    conv = evd = None
+    if conversion_id:
+        conv = get_scoped(conn, conversions_table, org_id, conversion_id)
+        if conv is None or conv["lead_id"] != lead["id"]:
+            raise NotFoundInput("conversion_not_found", "conversion not found for this lead")
+        evd = get_scoped(conn, event_definitions, org_id, conv["event_definition_id"])
+    source = (
+        get_scoped(conn, sources_table, org_id, lead["source_id"]) if lead["source_id"] else None
+    )
+    return Occurrence(Trigger.MANUAL, orgs.get_org(conn, org_id), lead, source, conv, evd)
+
+
+def fire_manually(
+    conn: sa.Connection, org_id: str, postback: dict, lead_id: str, conversion_id: str | None
+) -> dict:
+    """Queue one delivery of `postback` for a lead now; posting filters do not apply."""
+    occ = occurrence_for(conn, org_id, lead_id, conversion_id)
+    return plan_deliveries(conn, occ, only=[postback], screened=False)[0]

@@ -34,8 +34,12 @@ class Settings:
     allow_loopback_targets: bool = _setting(False, "let postbacks reach 127.0.0.0/8 and ::1")
     allow_private_targets: bool = _setting(False, "let postbacks reach private networks")
     secret_key: str = _setting(
-        "", "key that encrypts postback secrets; generated into the data dir if empty"
+        "", "key that encrypts postback secrets (share it between processes)"
     )
+    secret_key_file: str = _setting(
+        "postbackd.key", "where a generated key is kept when secret_key is empty"
+    )
+    attempt_body_limit: int = _setting(8192, "bytes of request/response body kept per attempt")
     writer_threads: int = _setting(0, "database writer threads (0 = 1 on SQLite, 4 on PostgreSQL)")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma: FULL or NORMAL")
     log_level: str = _setting("info", "log level: debug, info, warning, error")

@@ -36,7 +36,9 @@ def sqlite_template(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def pg_database() -> str:
     name = f"postbackd_test_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -73,7 +75,13 @@ def engine(db_url):
 
 @pytest.fixture
 def settings(db_url) -> Settings:
-    return Settings(database_url=db_url, worker=False, allow_loopback_targets=True, max_body_bytes=65536)
+    return Settings(
+        database_url=db_url,
+        worker=False,
+        allow_loopback_targets=True,
+        max_body_bytes=65536,
+        secret_key="test-secret",
+    )
 
 
 @pytest.fixture
@@ -101,3 +109,22 @@ def admin(client, org):
     client.headers["Authorization"] = f"Bearer {org[1]}"
     client.org_id = org[0]
     return client
+
+
+@pytest.fixture
+def receiver():
+    from tests.receiver import Receiver
+
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def live(settings, engine, org):
+    """A server with its in-process delivery worker, and the organization's key set."""
+    app = create_app(settings.replace(worker=True), engine, run_migrations=False)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {org[1]}"
+        client.org_id = org[0]
+        yield client

@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from postbackd import __version__
-from postbackd.api import admin_data, admin_setup, errors, ingest, openapi_ingest
+from postbackd.api import admin_data, admin_postbacks, admin_setup, errors, ingest, openapi_ingest
 from postbackd.api.limits import BodyLimit
 from postbackd.api.services import Services
+from postbackd.delivery import worker
 from postbackd.settings import Settings
 from postbackd.store.engine import make_engine, migrate
 from postbackd.store.writer import Writer
@@ -28,7 +29,11 @@ def create_app(
 ) -> FastAPI:
     engine = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     threads = settings.writer_threads or (1 if engine.dialect.name == "sqlite" else 4)
-    services = Services(settings, engine, Writer(engine, threads=threads))
+    services = Services(
+        settings, engine, Writer(engine, threads=threads), worker.make_box(settings)
+    )
+    if settings.worker:
+        services.starters.append(_in_process_worker)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -39,6 +44,7 @@ def create_app(
             for starter in services.starters:
                 await stack.enter_async_context(starter(services))
             yield
+        await services.close()
         services.writer.stop()
 
     app = FastAPI(
@@ -53,6 +59,14 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.openapi = lambda: _openapi(app)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _in_process_worker(svc: Services):
+    async with worker.running(svc.settings, svc.engine, svc.writer) as dispatcher:
+        svc.on_new_deliveries(dispatcher.ring)
+        svc.dispatcher = dispatcher
+        yield
 
 
 def _routes(app: FastAPI) -> None:
@@ -72,6 +86,7 @@ def _routes(app: FastAPI) -> None:
     app.add_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
     app.include_router(admin_setup.router)
     app.include_router(admin_data.router)
+    app.include_router(admin_postbacks.router)
 
 
 def _openapi(app: FastAPI) -> dict:

@@ -9,20 +9,38 @@ from typing import Any
 import sqlalchemy as sa
 
 from postbackd.api.ingest import InflightLocks
+from postbackd.crypto import SecretBox
 from postbackd.settings import Settings
 from postbackd.store.tables import campaigns
 from postbackd.store.writer import Writer
 
 
 class Services:
-    def __init__(self, settings: Settings, engine: sa.Engine, writer: Writer):
+    def __init__(self, settings: Settings, engine: sa.Engine, writer: Writer, box: SecretBox):
         self.settings = settings
+        self.box = box
+        self.dispatcher = None
+        self._sender = None
         self.engine = engine
         self.writer = writer
         self.locks = InflightLocks()
         self._doorbells: list[Callable[[], None]] = []
         # Async context managers entered for the server's lifetime (the delivery worker).
         self.starters: list[Callable[[Services], Any]] = []
+
+    def sender(self):
+        """The worker's HTTP client, or one of our own when no worker runs here."""
+        if self.dispatcher is not None:
+            return self.dispatcher.sender
+        if self._sender is None:
+            from postbackd.delivery.worker import make_sender
+
+            self._sender = make_sender(self.settings)
+        return self._sender
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            await self._sender.close()
 
     def on_new_deliveries(self, ring: Callable[[], None]) -> None:
         self._doorbells.append(ring)

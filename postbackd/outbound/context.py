@@ -131,3 +131,54 @@ def _zip_aliases(ctx: dict[str, Any]) -> None:
     if zip_value is not None:
         ctx.setdefault("zip", zip_value)
         ctx.setdefault("zip_code", zip_value)
+
+
+# Lead fields forms usually carry; templates naming them are not reported as unknown.
+COMMON_LEAD_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "zip_code",
+    "country",
+    "dob",
+    "gender",
+    "external_id",
+)
+KNOWN_NAMES = frozenset(
+    {
+        *LEAD_COLUMNS,
+        *CONVERSION_COLUMNS,
+        *ALIASES,
+        *COMMON_LEAD_FIELDS,
+        "org_id",
+        "lead_id",
+        "campaign_id",
+        "source_id",
+        "pid",
+        "source_name",
+        "lead_created_at",
+        "conversion_id",
+        "conversion_time",
+        "previous_status",
+        "event_name",
+        "trigger",
+        "lead_status",
+        "event_time",
+        "timestamp",
+        "date",
+        "delivery_id",
+        "idempotency_key",
+    }
+)
+
+
+def is_known(name: str) -> bool:
+    """For config validation: unknown names are reported, not refused (lead fields vary)."""
+    return name in KNOWN_NAMES or name.startswith(
+        ("req.qs.", "req.cookie.", "req.sessionData.", "req.session.")
+    )

@@ -105,6 +105,16 @@ def finish_attempt(
     return conn.execute(stmt).rowcount == 1
 
 
+def release(conn: sa.Connection, delivery: dict, worker: str, update: dict[str, Any]) -> bool:
+    """Finish a leased delivery without an attempt (skipped at send time)."""
+    stmt = (
+        deliveries.update()
+        .where(deliveries.c.id == delivery["id"], deliveries.c.leased_by == worker)
+        .values(**update, lease_until=None, leased_by=None, updated_at=utcnow())
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
 def get(conn: sa.Connection, org_id: str, delivery_id: str) -> dict | None:
     return get_scoped(conn, deliveries, org_id, delivery_id)
 
@@ -118,7 +128,7 @@ def attempts_of(conn: sa.Connection, delivery_id: str) -> list[dict]:
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-FILTERS = ("state", "postback_id", "lead_id", "conversion_id", "trigger", "skip_filter")
+FILTERS = ("id", "state", "postback_id", "lead_id", "conversion_id", "trigger", "skip_filter")
 
 
 def filter_clause(org_id: str, filters: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
@@ -168,3 +178,22 @@ def counts_by_state(conn: sa.Connection, org_id: str | None = None) -> dict[str,
     if org_id:
         stmt = stmt.where(deliveries.c.org_id == org_id)
     return {state: n for state, n in conn.execute(stmt)}
+
+
+def stats(conn: sa.Connection, org_id: str, postback_id: str | None = None) -> dict[str, Any]:
+    """Counts by state, and skipped deliveries by the filter that stopped them."""
+    where = [deliveries.c.org_id == org_id]
+    if postback_id:
+        where.append(deliveries.c.postback_id == postback_id)
+    by_state = (
+        sa.select(deliveries.c.state, sa.func.count()).where(*where).group_by(deliveries.c.state)
+    )
+    by_filter = (
+        sa.select(deliveries.c.skip_filter, sa.func.count())
+        .where(*where, deliveries.c.state == DeliveryState.SKIPPED.value)
+        .group_by(deliveries.c.skip_filter)
+    )
+    return {
+        "by_state": {state: n for state, n in conn.execute(by_state)},
+        "skipped_by_filter": {name or "unknown": n for name, n in conn.execute(by_filter)},
+    }

@@ -1,0 +1,274 @@
+"""The delivery worker: claim due deliveries with a lease, send, record, decide.
+
+Runs in the server process by default (woken at once by new deliveries) or alone as
+`postbackd worker`; many workers on many machines share one PostgreSQL database, claiming
+with `FOR UPDATE SKIP LOCKED`. A worker killed mid-send leaves its deliveries leased;
+after the lease expires another worker (or the same one restarted) takes them again with
+the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from postbackd.crypto import SecretBox
+from postbackd.delivery import metrics
+from postbackd.delivery.retry import ErrorCode, Outcome, RetryPolicy, decide
+from postbackd.delivery.sender import Response, Sender, body_ok
+from postbackd.model import DeliveryState
+from postbackd.outbound import request as outbound_request
+from postbackd.outbound.signing import redact_headers, redact_text
+from postbackd.settings import Settings
+from postbackd.store import orgs, outbox, postbacks
+from postbackd.store.tables import postbacks as postbacks_t
+from postbackd.store.tables import utcnow
+from postbackd.store.writer import Writer
+
+log = logging.getLogger(__name__)
+CLAIM_BATCH = 100
+POLL_SECONDS = 0.5
+CONFIG_TTL = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self, settings: Settings, engine: sa.Engine, writer: Writer, sender: Sender, box: SecretBox
+    ):
+        self.settings = settings
+        self.engine = engine
+        self.writer = writer
+        self.sender = sender
+        self.box = box
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.rng = random.Random()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: set[asyncio.Task] = set()
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    def ring(self) -> None:
+        """Thread-safe: there is new work, look now."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            self._wake.clear()  # before claiming: a ring during the claim is not lost
+            claimed = await self._claim()
+            if claimed and len(self._inflight) < self.settings.worker_concurrency:
+                continue  # more may be waiting
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            _done, pending = await asyncio.wait(
+                waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+        await self.drain()
+
+    async def drain(self, timeout: float = 15) -> None:
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=timeout)
+
+    async def _claim(self) -> int:
+        free = self.settings.worker_concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        lease = self.settings.lease_seconds
+        try:
+            batch = await self.writer.run(
+                outbox.claim_due, self.worker_id, min(free, CLAIM_BATCH), lease, utcnow()
+            )
+        except Exception:
+            log.exception("claiming deliveries failed; retrying")
+            await asyncio.sleep(POLL_SECONDS)
+            return 0
+        for delivery in batch:
+            task = asyncio.create_task(self.deliver(delivery))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        return len(batch)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception():
+            log.error("delivery task failed", exc_info=task.exception())
+
+    async def deliver(self, delivery: dict) -> str:
+        """One attempt of one claimed delivery; returns the new state."""
+        postback = await self._read("postback", delivery["postback_id"])
+        if postback is None or postback["archived"] or not postback["enabled"]:
+            return await self._skip(
+                delivery, "postback_disabled", "the postback was disabled or archived"
+            )
+        org = await self._read("org", delivery["org_id"])
+        secrets_ = self.box.open(postback["secrets"])
+        started_at = utcnow()
+        req = outbound_request.build(
+            postback["config"],
+            secrets_,
+            delivery["context"],
+            delivery["idempotency_key"],
+            int(time.time()),
+        )
+        resp = await self.sender.send(
+            req,
+            timeout=postback["config"].get("timeout", 10),
+            policy=self.sender.policy_for(org.get("allowed_targets") or []),
+            keep=self.settings.attempt_body_limit,
+        )
+        return await self._record(delivery, postback, secrets_, req, resp, started_at)
+
+    async def _record(self, delivery, postback, secrets_, req, resp: Response, started_at) -> str:
+        config = postback["config"]
+        number = delivery["attempts"] + 1
+        good_body = resp.status is None or body_ok(config.get("success"), resp.body)
+        decision = decide(
+            _policy(config),
+            number,
+            resp.status,
+            resp.error.value if resp.error else None,
+            body_ok=good_body,
+            retry_after=resp.headers.get("Retry-After"),
+            rng=self.rng,
+            now=utcnow(),
+        )
+        hidden = outbound_request.secret_values(secrets_)
+        attempt = _attempt_row(
+            number, started_at, req, resp, decision.reason, hidden, self.settings.attempt_body_limit
+        )
+        update = _delivery_update(decision, number, resp, req)
+        disable_after = config.get("disable_after_failures", 0)
+        gone = decision.reason == ErrorCode.HTTP_410
+        await self.writer.run(
+            _finish,
+            delivery,
+            self.worker_id,
+            attempt,
+            update,
+            postback["id"],
+            decision.outcome,
+            disable_after,
+            gone,
+        )
+        metrics.record_attempt(decision.outcome.value, decision.reason, resp.latency_ms)
+        return update["state"]
+
+    async def _skip(self, delivery: dict, code: str, reason: str) -> str:
+        update = {
+            "state": DeliveryState.SKIPPED.value,
+            "skip_filter": code,
+            "skip_reason": reason,
+            "finished_at": utcnow(),
+            "next_attempt_at": None,
+        }
+        await self.writer.run(_finish_without_attempt, delivery, self.worker_id, update)
+        metrics.record_attempt("skipped", code, 0)
+        return update["state"]
+
+    async def _read(self, kind: str, id_: str) -> dict | None:
+        """Postbacks and organizations, cached for a second: config edits apply within 1 s."""
+        hit = self._cache.get((kind, id_))
+        if hit and time.monotonic() - hit[0] < CONFIG_TTL:
+            return hit[1]
+        value = await asyncio.to_thread(self._load, kind, id_)
+        self._cache[(kind, id_)] = (time.monotonic(), value)
+        return value
+
+    def _load(self, kind: str, id_: str) -> dict | None:
+        with self.engine.connect() as conn:
+            if kind == "org":
+                return orgs.get_org(conn, id_)
+            row = conn.execute(sa.select(postbacks_t).where(postbacks_t.c.id == id_)).first()
+            return None if row is None else dict(row._mapping)
+
+
+def _policy(config: dict) -> RetryPolicy:
+    retry = config.get("retry") or {}
+    return RetryPolicy(
+        schedule=tuple(retry.get("schedule") or RetryPolicy.schedule),
+        max_attempts=retry.get("max_attempts", RetryPolicy.max_attempts),
+        retry_on_4xx=retry.get("retry_on_4xx", False),
+    )
+
+
+def _attempt_row(
+    number, started_at, req, resp: Response, reason: str, hidden: list[str], keep: int
+) -> dict:
+    body = (
+        req.body.decode("utf-8", "replace")
+        if not req.body.startswith((b"\xff\xfe", b"\xfe\xff"))
+        else (req.body.decode("utf-16", "replace"))
+    )
+    return {
+        "number": number,
+        "started_at": started_at,
+        "method": req.method,
+        "url": redact_text(req.url, hidden),
+        "request_headers": redact_headers(req.headers, hidden),
+        "request_body": redact_text(body[:keep], hidden),
+        "response_status": resp.status,
+        "response_headers": dict(list(resp.headers.items())[:50])
+        if resp.status is not None
+        else None,
+        "response_body": resp.body[:keep].decode("utf-8", "replace")
+        if resp.status is not None
+        else None,
+        "latency_ms": resp.latency_ms,
+        "error_code": reason or None,
+        "error_detail": resp.detail,
+    }
+
+
+def _delivery_update(decision, number: int, resp: Response, req) -> dict[str, Any]:
+    now = utcnow()
+    update: dict[str, Any] = {
+        "attempts": number,
+        "last_status": resp.status,
+        "last_error": decision.reason or None,
+        "missing": list(req.missing),
+    }
+    if decision.outcome is Outcome.RETRY:
+        update.update(
+            state=DeliveryState.RETRYING.value,
+            next_attempt_at=now + timedelta(seconds=decision.delay),
+        )
+    else:
+        state = (
+            DeliveryState.DELIVERED if decision.outcome is Outcome.DELIVERED else DeliveryState.DEAD
+        )
+        update.update(state=state.value, next_attempt_at=None, finished_at=now)
+    return update
+
+
+def _finish(
+    conn, delivery, worker, attempt, update, postback_id, outcome, disable_after, gone
+) -> None:
+    outbox.finish_attempt(conn, delivery, worker, attempt, update)
+    if outcome is Outcome.RETRY:
+        return
+    if gone:
+        postbacks.update(
+            conn,
+            postback_id,
+            {"enabled": False, "disabled_reason": "the endpoint answered 410 Gone"},
+        )
+    elif postbacks.record_result(conn, postback_id, outcome is Outcome.DELIVERED, disable_after):
+        log.warning(
+            "postback %s disabled after %d consecutive failures", postback_id, disable_after
+        )
+
+
+def _finish_without_attempt(conn, delivery, worker, update) -> None:
+    outbox.release(conn, delivery, worker, update)

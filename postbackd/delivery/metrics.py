@@ -1,0 +1,20 @@
+"""Prometheus metrics of the delivery worker."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+ATTEMPTS = Counter(
+    "postbackd_delivery_attempts_total", "delivery attempts by outcome", ["outcome", "reason"]
+)
+LATENCY = Histogram(
+    "postbackd_delivery_latency_seconds",
+    "outbound request latency",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def record_attempt(outcome: str, reason: str, latency_ms: float) -> None:
+    ATTEMPTS.labels(outcome, reason or "ok").inc()
+    if latency_ms:
+        LATENCY.observe(latency_ms / 1000)
