@@ -18,7 +18,7 @@ from postbackd.store.writer import Writer
 app = typer.Typer(help="postbackd: a self-hosted conversion postback server.", no_args_is_help=True)
 apikey = typer.Typer(help="Create API keys (and organizations).", no_args_is_help=True)
 app.add_typer(apikey, name="apikey")
-console = Console()
+console = Console(soft_wrap=True)
 
 DbOpt = Annotated[
     str | None, typer.Option("--database-url", help="overrides POSTBACKD_DATABASE_URL")
@@ -108,16 +108,111 @@ def demo(
 ) -> None:
     """Load the demo data (idempotent) and run the server with it."""
     from postbackd import demo as demo_data
+    from postbackd.delivery.worker import make_box
+    from postbackd.demo_receiver import EchoReceiver
 
     settings = _settings(host=host, port=port, database_url=database_url)
     engine = _engine(settings)
+    receiver = EchoReceiver(console).start()
     writer = Writer(engine).start()
     try:
-        info = demo_data.load(writer, settings)
+        info = demo_data.load(writer, settings, make_box(settings), receiver.url)
     finally:
         writer.stop()
+    console.print(f"echo receiver   {receiver.url}  (the demo's partner endpoint)")
     demo_data.print_welcome(console, settings, info)
     _serve(demo_data.settings_for_demo(settings))
+
+
+@app.command()
+def worker(
+    database_url: DbOpt = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="requests in flight (POSTBACKD_WORKER_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Run a delivery worker alone (several may share one PostgreSQL database)."""
+    import asyncio
+    import signal
+
+    from postbackd.delivery.worker import running
+
+    settings = _settings(database_url=database_url, worker_concurrency=concurrency)
+    engine = _engine(settings)
+    if engine.dialect.name == "sqlite":
+        console.print(
+            "[yellow]note:[/] on SQLite one process should own the file; prefer the server's worker"
+        )
+    threads = settings.writer_threads or (1 if engine.dialect.name == "sqlite" else 2)
+    writer = Writer(engine, threads=threads).start()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running(settings, engine, writer) as dispatcher:
+            console.print(f"worker {dispatcher.worker_id} delivering from {settings.database_url}")
+            await stop.wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    finally:
+        writer.stop()
+
+
+@app.command()
+def replay(
+    org: Annotated[str, typer.Option(help="organization id (org_…)")],
+    state: Annotated[
+        str | None, typer.Option(help="only deliveries in this state, e.g. dead")
+    ] = "dead",
+    postback: Annotated[str | None, typer.Option(help="only this postback (pb_…)")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="created at or after (ISO 8601, UTC if no offset)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="created before (ISO 8601)")] = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Put matching deliveries back in the queue (same idempotency keys), with a progress bar."""
+    from rich.progress import Progress
+
+    from postbackd.store import outbox
+
+    engine = _engine(_settings(database_url=database_url))
+    filters = {
+        "state": None if state in (None, "", "any") else state,
+        "postback_id": postback,
+        "created_after": _when(since),
+        "created_before": _when(until),
+    }
+    with engine.connect() as conn:
+        total = outbox.count(conn, org, filters)
+    writer = Writer(engine).start()
+    done = 0
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("replaying", total=total)
+            while done < total:
+                batch = writer.run_sync(outbox.requeue, org, filters, 500)
+                if not batch:
+                    break
+                done += len(batch)
+                progress.update(task, advance=len(batch))
+    finally:
+        writer.stop()
+    console.print(f"replayed {done} deliveries; a running worker sends them now")
+
+
+def _when(value: str | None):
+    from datetime import UTC, datetime
+
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @app.command("settings")

@@ -9,11 +9,16 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from rich.console import Console
 
+from postbackd.crypto import SecretBox
+from postbackd.inbound.events import parse_event
 from postbackd.inbound.leads import LeadCommand
-from postbackd.record import enter_lead
+from postbackd.outbound.config import PostbackConfig, split_secrets
+from postbackd.outbound.signing import generate_secret
+from postbackd.record import enter_lead, fire_event
 from postbackd.settings import Settings
-from postbackd.store import campaigns, orgs
+from postbackd.store import campaigns, orgs, postbacks
 from postbackd.store.tables import organizations
+from postbackd.store.tables import postbacks as postbacks_t
 from postbackd.store.writer import Writer
 
 DEMO_ORG = "postbackd demo"
@@ -42,15 +47,77 @@ class DemoInfo:
     transaction_ids: list[str] = field(default_factory=list)
 
 
-def load(writer: Writer, settings: Settings) -> DemoInfo:
-    """Create the demo organization once; every run mints a fresh key to print."""
+def load(writer: Writer, settings: Settings, box: SecretBox, receiver_url: str) -> DemoInfo:
+    """Create the demo organization once (every run mints a fresh key to print), point its
+    postbacks at this run's echo receiver, and queue some leads and conversions so the
+    worker has real deliveries to make as soon as the server starts."""
     org_id = writer.run_sync(_ensure_org, settings)
     _row, key = writer.run_sync(orgs.create_key, org_id, "demo")
     campaign_id = writer.run_sync(_campaign_id, org_id)
+    writer.run_sync(_replace_postbacks, org_id, campaign_id, receiver_url, box)
     txids = [
         writer.run_sync(enter_lead, cmd)["lead"]["transaction_id"] for cmd in _leads(campaign_id)
     ]
+    events = [("sale_completed", "42.50"), ("approve", "15"), ("sale_completed", "8")]
+    for tid, (event_id, revenue) in zip(txids, events, strict=True):
+        cmd = parse_event({"event_id": event_id, "transaction_id": tid, "revenue": revenue})
+        writer.run_sync(fire_event, org_id, cmd)
     return DemoInfo(org_id, key, campaign_id, txids)
+
+
+def postback_configs(campaign_id: str, receiver_url: str) -> list[PostbackConfig]:
+    """Several formats and triggers, one that needs retries and one that skips a state."""
+    base = {"campaign_id": campaign_id, "retry": {"schedule": [2, 5, 10], "max_attempts": 4}}
+    configs = [
+        {
+            "name": "Source JSON on conversion",
+            "trigger": "event",
+            "url": receiver_url + "/echo/json",
+            "fields": {"click_id": "{transaction_id}", "payout": "{payout}", "event": "{event_id}"},
+            "static_fields": {"network": "postbackd-demo"},
+            "success": {"json_field": "success", "json_equals": True},
+        },
+        {
+            "name": "Tracker GET on session start",
+            "trigger": "session_start",
+            "method": "GET",
+            "url": receiver_url + "/echo/session?sid={sessionid}&src={utm_source}",
+        },
+        {
+            "name": "Affiliate XML on approval (not in CA)",
+            "trigger": "conversion_status",
+            "trigger_statuses": ["approved"],
+            "format": "xml-8",
+            "url": receiver_url + "/echo/xml",
+            "fields": {"click": "{transaction_id}", "status": "{status}", "state": "{state}"},
+            "filters": {"state": {"enabled": True, "states": ["California"]}},
+        },
+        {
+            "name": "Flaky form postback on form completion",
+            "trigger": "form_complete",
+            "format": "x-www-form-urlencoded",
+            "url": receiver_url + "/flaky/form",
+            "fields": {"email": "{email|sha256}", "zip": "{zip_code}"},
+            "sign": True,
+        },
+    ]
+    return [PostbackConfig.model_validate({**base, **c}) for c in configs]
+
+
+def _replace_postbacks(
+    conn: sa.Connection, org_id: str, campaign_id: str, receiver_url: str, box: SecretBox
+) -> None:
+    """The receiver's port changes every run: archive last run's postbacks, add fresh ones."""
+    conn.execute(
+        postbacks_t.update()
+        .where(postbacks_t.c.org_id == org_id)
+        .values(archived=True, enabled=False)
+    )
+    for cfg in postback_configs(campaign_id, receiver_url):
+        columns, config, secrets = split_secrets(cfg)
+        if cfg.sign:
+            secrets["signing_secret"] = generate_secret()
+        postbacks.insert(conn, org_id, {**columns, "config": config, "secrets": box.seal(secrets)})
 
 
 def _ensure_org(conn: sa.Connection, settings: Settings) -> str:
@@ -125,6 +192,12 @@ def print_welcome(console: Console, settings: Settings, info: DemoInfo) -> None:
         f"  curl -s '{base}/api/event/global/{info.org_id}?event_id=sale_completed"
         f"&transaction_id={tid}&revenue=42.50&pid=fb_ads'"
     )
-    console.print("See it:")
+    console.print(
+        "See conversions and the deliveries the worker is making (watch the receiver lines):"
+    )
     console.print(f"  curl -s -H 'Authorization: Bearer {info.api_key}' {base}/api/v1/conversions")
+    console.print(f"  curl -s -H 'Authorization: Bearer {info.api_key}' {base}/api/v1/deliveries")
+    console.print(
+        f"  curl -s -H 'Authorization: Bearer {info.api_key}' {base}/api/v1/stats/deliveries"
+    )
     console.rule()

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from postbackd import ids
-from postbackd.model import DeliveryState
+from postbackd.model import FINAL_STATES, DeliveryState
 from postbackd.store.rows import get_scoped, page
 from postbackd.store.tables import deliveries, delivery_attempts, utcnow
 
@@ -147,12 +147,25 @@ def search(
     return page(conn, deliveries, filter_clause(org_id, filters), **paging)
 
 
+def count(conn: sa.Connection, org_id: str, filters: dict[str, Any]) -> int:
+    where = filter_clause(org_id, filters) + [
+        deliveries.c.state.in_([s.value for s in FINAL_STATES])
+    ]
+    return conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(*where)).scalar()
+
+
 def requeue(
     conn: sa.Connection, org_id: str, filters: dict[str, Any], limit: int = 1000
 ) -> list[str]:
-    """Replay: put finished deliveries matching `filters` back to pending, keeping their key."""
+    """Replay: put finished deliveries matching `filters` back to pending, keeping their key.
+
+    Only finished ones (delivered, dead, skipped): a replay never races a running attempt,
+    and repeated calls make progress through a large set.
+    """
     now = utcnow()
-    where = filter_clause(org_id, filters) + [deliveries.c.state != DeliveryState.SENDING.value]
+    where = filter_clause(org_id, filters) + [
+        deliveries.c.state.in_([s.value for s in FINAL_STATES])
+    ]
     chosen = [
         r.id
         for r in conn.execute(

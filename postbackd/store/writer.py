@@ -125,15 +125,30 @@ class Writer:
             callback()
 
 
-def _run_unit(conn: sa.Connection, item: _Item) -> tuple[bool, Any]:
-    savepoint = conn.begin_nested()
-    try:
-        value = item.fn(conn, *item.args)
-    except Exception as exc:
-        savepoint.rollback()
-        return False, exc
-    savepoint.commit()
-    return True, value
+RETRYABLE_PG = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def _run_unit(conn: sa.Connection, item: _Item, tries: int = 3) -> tuple[bool, Any]:
+    """One unit in its own SAVEPOINT; a PostgreSQL deadlock victim is simply run again."""
+    for attempt in range(tries):
+        savepoint = conn.begin_nested()
+        try:
+            value = item.fn(conn, *item.args)
+        except sa.exc.DBAPIError as exc:
+            savepoint.rollback()
+            if _sqlstate(exc) in RETRYABLE_PG and attempt + 1 < tries:
+                continue
+            return False, exc
+        except Exception as exc:
+            savepoint.rollback()
+            return False, exc
+        savepoint.commit()
+        return True, value
+    raise AssertionError("unreachable")
+
+
+def _sqlstate(exc: sa.exc.DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
 
 
 def _discard(conn: sa.Connection | None) -> None:

@@ -158,7 +158,7 @@ def _hour_start(local: datetime) -> datetime:
 
 
 def _next_hour(local: datetime) -> datetime:
-    """The first grid instant after `local`'s hour window whose window differs."""
+    """Start of the hourly window after `local`'s: the first grid instant outside it."""
     start = _hour_start(local)
     probe = start + _GRID
     while _hour_start(probe.astimezone(local.tzinfo)) == start:
