@@ -22,6 +22,7 @@ from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
 from postbackd.outbound import context, filters, plan
 from postbackd.outbound.occurrence import Occurrence
 from postbackd.store import campaigns, caps, conversions, leads, orgs, outbox, postbacks
+from postbackd.store.cache import CONFIG
 from postbackd.store.rows import get_scoped
 from postbackd.store.tables import campaigns as campaigns_table
 from postbackd.store.tables import sources as sources_table
@@ -119,7 +120,7 @@ def distribute_lead(
 def fire_event(conn: sa.Connection, org_id: str | None, cmd: EventCommand) -> dict:
     """Record a conversion or tracking event on a lead; raises the seed's coded errors."""
     lead = _lead_for_event(conn, org_id, cmd)
-    evd = campaigns.find_event_definition(conn, lead["campaign_id"], cmd.event_id)
+    evd = campaigns.find_event_definition(conn, lead["campaign_id"], cmd.event_id, cached=True)
     if evd is None:
         raise InputError(
             "invalid_event_id",
@@ -135,9 +136,10 @@ def fire_event(conn: sa.Connection, org_id: str | None, cmd: EventCommand) -> di
         raise DuplicateEvent(
             "duplicate_event", f"event {evd['event_id']!r} was already fired for this lead"
         )
-    lead = leads.update_lead(conn, lead, _lead_changes(lead, cmd))
+    if changes := _lead_changes(lead, cmd):
+        lead = leads.update_lead(conn, lead, changes)
     conversion = _insert_conversion(conn, lead, evd, source, cmd, dedupe_key)
-    org = orgs.get_org(conn, lead["org_id"])
+    org = _org(conn, lead["org_id"])
     occ = Occurrence(Trigger.EVENT, org, lead, source, conversion, evd)
     planned = plan_deliveries(conn, occ)
     kind = "conversion" if is_conversion else "tracking"
@@ -230,8 +232,7 @@ def _insert_conversion(conn, lead, evd, source, cmd: EventCommand, dedupe_key) -
         "dedupe_key": dedupe_key,
     }
     try:
-        with conn.begin_nested():
-            return conversions.insert_conversion(conn, row)
+        return conversions.insert_conversion(conn, row)
     except sa.exc.IntegrityError:
         # Lost a race with another writer (PostgreSQL): the unique key decides.
         raise DuplicateEvent(
@@ -275,8 +276,15 @@ def plan_deliveries(
     candidates = only
     if candidates is None:
         triggers = [t.value for t in plan.TRIGGERS_OF[occ.trigger]]
+        key = ("postbacks", occ.org["id"], occ.campaign_id, *triggers)
         candidates = (
-            postbacks.active_for(conn, occ.org["id"], occ.campaign_id, triggers) if triggers else []
+            CONFIG.get(
+                conn,
+                key,
+                lambda c: postbacks.active_for(c, occ.org["id"], occ.campaign_id, triggers),
+            )
+            if triggers
+            else []
         )
         candidates = [pb for pb in candidates if plan.matches(pb, occ)]
     if not candidates:
@@ -345,8 +353,14 @@ def _campaign(conn: sa.Connection, cid: str) -> dict:
     return campaign
 
 
+def _org(conn: sa.Connection, org_id: str) -> dict:
+    return CONFIG.get(conn, ("org", org_id), lambda c: orgs.get_org(c, org_id))
+
+
 def _active_source(conn: sa.Connection, campaign_id: str, pid: str) -> dict:
-    source = campaigns.find_source(conn, campaign_id, pid)
+    source = CONFIG.get(
+        conn, ("source", campaign_id, pid), lambda c: campaigns.find_source(c, campaign_id, pid)
+    )
     if source is None or source["archived"]:
         raise InputError("invalid_pid", f"source {pid!r} is not configured for this campaign")
     if not source["active"]:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from postbackd.api.ingest import InflightLocks
 from postbackd.crypto import SecretBox
 from postbackd.settings import Settings
+from postbackd.store.cache import CONFIG
 from postbackd.store.tables import campaigns
 from postbackd.store.writer import Writer
 
@@ -57,8 +58,14 @@ class Services:
             return fn(conn, *args)
 
     def write(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Blocking write through the writer (admin routes run in a thread pool)."""
-        return self.writer.run_sync(fn, *args)
+        """Blocking write through the writer (admin routes run in a thread pool).
+
+        Clears the configuration cache, so this process's ingest sees the change at once.
+        """
+        try:
+            return self.writer.run_sync(fn, *args)
+        finally:
+            CONFIG.clear()
 
     async def landing_url(self, campaign_id: str) -> str:
         stmt = sa.select(campaigns.c.landing_url).where(campaigns.c.id == campaign_id)

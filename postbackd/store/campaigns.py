@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from postbackd import ids
 from postbackd.model import SourceType
+from postbackd.store.cache import CONFIG
 from postbackd.store.rows import as_dict
 from postbackd.store.tables import campaigns, event_definitions, sources, utcnow
 
@@ -51,12 +52,23 @@ def create_source(conn: sa.Connection, org_id: str, campaign_id: str, values: di
     return row
 
 
-def find_event_definition(conn: sa.Connection, campaign_id: str, name: str) -> dict | None:
-    """By event id first, then by alias (seed 004 goals: main id + aliases)."""
+def event_definitions_of(conn: sa.Connection, campaign_id: str) -> list[dict]:
     stmt = sa.select(event_definitions).where(
         event_definitions.c.campaign_id == campaign_id, event_definitions.c.archived.is_(False)
     )
-    rows = [dict(r._mapping) for r in conn.execute(stmt)]
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def find_event_definition(
+    conn: sa.Connection, campaign_id: str, name: str, *, cached: bool = False
+) -> dict | None:
+    """By event id first, then by alias (seed 004 goals: main id + aliases)."""
+    if cached:
+        rows = CONFIG.get(
+            conn, ("events", campaign_id), lambda c: event_definitions_of(c, campaign_id)
+        )
+    else:
+        rows = event_definitions_of(conn, campaign_id)
     for row in rows:
         if row["event_id"] == name:
             return row

@@ -6,19 +6,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from postbackd.store import fast
 from postbackd.store.rows import page
 from postbackd.store.tables import conversion_status_history, conversions, utcnow
 
+FAST = fast.Table(conversions)
+FAST_HISTORY = fast.Table(conversion_status_history)
+
 
 def exists_dedupe(conn: sa.Connection, dedupe_key: str) -> bool:
-    stmt = sa.select(conversions.c.id).where(conversions.c.dedupe_key == dedupe_key)
-    return conn.execute(stmt).first() is not None
+    return FAST.select_one(conn, "dedupe_key", dedupe_key, ["id"]) is not None
 
 
 def insert_conversion(conn: sa.Connection, row: dict[str, Any]) -> dict:
     now = utcnow()
     full = {**row, "created_at": now, "updated_at": now}
-    conn.execute(conversions.insert().values(**full))
+    FAST.insert(conn, full)
     add_history(conn, full["id"], full["status"], None, "created")
     return full
 
@@ -26,15 +29,13 @@ def insert_conversion(conn: sa.Connection, row: dict[str, Any]) -> dict:
 def add_history(
     conn: sa.Connection, conversion_id: str, status: str, previous: str | None, note: str
 ) -> None:
-    conn.execute(
-        conversion_status_history.insert().values(
-            conversion_id=conversion_id,
-            status=status,
-            previous_status=previous,
-            note=note,
-            changed_at=utcnow(),
-        )
-    )
+    row = {
+        "conversion_id": conversion_id,
+        "status": status,
+        "previous_status": previous,
+        "note": note,
+    }
+    FAST_HISTORY.insert(conn, {**row, "changed_at": utcnow()})
 
 
 def set_status(conn: sa.Connection, conversion: dict, status: str, note: str) -> dict:

@@ -7,8 +7,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from postbackd.model import TRACKING_FIELDS
-from postbackd.store.rows import as_dict, page
+from postbackd.store import fast
+from postbackd.store.rows import page
 from postbackd.store.tables import leads, utcnow
+
+FAST = fast.Table(leads)  # the ingest path's statements
 
 
 def insert_lead(conn: sa.Connection, row: dict[str, Any]) -> dict:
@@ -16,20 +19,18 @@ def insert_lead(conn: sa.Connection, row: dict[str, Any]) -> dict:
     full = {"fields": {}, "query": {}, "cookies": {}, "session_data": {}, **row}
     full.setdefault("created_at", now)
     full.setdefault("updated_at", now)
-    conn.execute(leads.insert().values(**full))
+    FAST.insert(conn, full)
     return full
 
 
 def by_transaction_id(conn: sa.Connection, transaction_id: str) -> dict | None:
-    return as_dict(
-        conn.execute(sa.select(leads).where(leads.c.transaction_id == transaction_id)).first()
-    )
+    return FAST.select_one(conn, "transaction_id", transaction_id)
 
 
 def update_lead(conn: sa.Connection, lead: dict, values: dict[str, Any]) -> dict:
     """Write `values` and return the lead as it now is (no re-read)."""
     values = {**values, "updated_at": utcnow()}
-    conn.execute(leads.update().where(leads.c.id == lead["id"]).values(**values))
+    FAST.update(conn, lead["id"], values)
     return {**lead, **values}
 
 

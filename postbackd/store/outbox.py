@@ -13,9 +13,11 @@ import sqlalchemy as sa
 
 from postbackd import ids
 from postbackd.model import FINAL_STATES, DeliveryState
+from postbackd.store import fast
 from postbackd.store.rows import get_scoped, page
 from postbackd.store.tables import deliveries, delivery_attempts, utcnow
 
+FAST = fast.Table(deliveries)
 DUE_STATES = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 
 
@@ -35,7 +37,7 @@ def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> dict:
     if row["state"] != DeliveryState.PENDING:
         row["next_attempt_at"] = None
         row["finished_at"] = now
-    conn.execute(deliveries.insert().values(**row))
+    FAST.insert(conn, row)
     return row
 
 

@@ -1,0 +1,42 @@
+"""A short-lived cache of configuration rows read on the hot write path.
+
+Organizations, event definitions, sources and postbacks change rarely and are read by
+every inbound event. Admin writes in this process clear the cache at once; other
+processes (several servers on one PostgreSQL) see a change within `TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import sqlalchemy as sa
+
+TTL = 2.0
+
+
+class ConfigCache:
+    def __init__(self, ttl: float = TTL):
+        self.ttl = ttl
+        self._data: dict[Hashable, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: sa.Connection, key: tuple, load: Callable[[sa.Connection], Any]) -> Any:
+        full = (str(conn.engine.url), *key)
+        hit = self._data.get(full)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        value = load(conn)
+        with self._lock:
+            self._data[full] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+CONFIG = ConfigCache()

@@ -1,0 +1,143 @@
+"""Core statements compiled once per dialect and run on the driver's cursor.
+
+The ingest path runs a handful of statements per request; SQLAlchemy's per-execute
+bookkeeping cost several times the SQLite work itself. Here the SQL still comes from the
+Core tables (compiled once), only execution and the few type conversions we need
+(UTC datetimes, JSON, money, booleans, dates) are done by hand, matching what SQLAlchemy
+itself stores, so both paths read each other's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects import sqlite
+
+from postbackd.store.tables import UTCDateTime
+
+_SQLITE_NAMED = sqlite.dialect(paramstyle="named")
+
+
+def _kind(column: sa.Column) -> str:
+    t = column.type
+    if isinstance(t, UTCDateTime):
+        return "datetime"
+    if isinstance(t, sa.JSON) or isinstance(getattr(t, "impl", None), sa.JSON):
+        return "json"
+    if isinstance(t, sa.Numeric):
+        return "money"
+    if isinstance(t, sa.Boolean):
+        return "bool"
+    if isinstance(t, sa.Date):
+        return "date"
+    return "plain"
+
+
+def _to_sqlite(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "datetime":
+        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+    if kind == "json":
+        return json.dumps(value)
+    if kind == "money":
+        return float(value)
+    if kind == "bool":
+        return int(value)
+    if kind == "date":
+        return value.isoformat()
+    return value
+
+
+def _from_sqlite(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "datetime":
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if kind == "json":
+        return orjson.loads(value)
+    if kind == "money":
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if kind == "bool":
+        return bool(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    return value
+
+
+def _to_pg(kind: str, value: Any) -> Any:
+    return Jsonb(value) if kind == "json" and value is not None else value
+
+
+class Table:
+    """Fast statements over one table, for one connection's dialect."""
+
+    def __init__(self, table: sa.Table):
+        self.table = table
+        self.kinds = {c.name: _kind(c) for c in table.columns}
+        self._sql: dict[tuple, str] = {}
+
+    def _compile(self, key: tuple, build, dialect) -> str:
+        sql = self._sql.get(key)
+        if sql is None:
+            if dialect.name == "sqlite":
+                dialect = _SQLITE_NAMED  # sqlite3 takes :name parameters from a dict
+            sql = self._sql[key] = str(build().compile(dialect=dialect))
+        return sql
+
+    def _bind(self, conn: sa.Connection, values: Mapping[str, Any]) -> dict[str, Any]:
+        convert = _to_pg if conn.dialect.name == "postgresql" else _to_sqlite
+        return {k: convert(self.kinds.get(k, "plain"), v) for k, v in values.items()}
+
+    def insert(self, conn: sa.Connection, row: Mapping[str, Any]) -> None:
+        names = tuple(row)
+        sql = self._compile(
+            ("insert", conn.dialect.name, names),
+            lambda: self.table.insert().values({n: sa.bindparam(n) for n in names}),
+            conn.dialect,
+        )
+        _execute(conn, sql, self._bind(conn, row))
+
+    def update(self, conn: sa.Connection, id_: str, values: Mapping[str, Any]) -> int:
+        names = tuple(values)
+        t = self.table
+        sql = self._compile(
+            ("update", conn.dialect.name, names),
+            lambda: (
+                t.update()
+                .where(t.c.id == sa.bindparam("pk_"))
+                .values({n: sa.bindparam(n) for n in names})
+            ),
+            conn.dialect,
+        )
+        return _execute(conn, sql, {**self._bind(conn, values), "pk_": id_}).rowcount
+
+    def select_one(
+        self, conn: sa.Connection, column: str, value: Any, names: Iterable[str] | None = None
+    ) -> dict | None:
+        cols = tuple(names or self.kinds)
+        t = self.table
+        sql = self._compile(
+            ("select", conn.dialect.name, column, cols),
+            lambda: sa.select(*[t.c[n] for n in cols]).where(t.c[column] == sa.bindparam("v_")),
+            conn.dialect,
+        )
+        row = _execute(conn, sql, {"v_": value}).fetchone()
+        if row is None:
+            return None
+        if conn.dialect.name == "postgresql":
+            return dict(zip(cols, row, strict=True))
+        return {n: _from_sqlite(self.kinds[n], v) for n, v in zip(cols, row, strict=True)}
+
+
+def _execute(conn: sa.Connection, sql: str, params: dict[str, Any]):
+    cursor = conn.connection.dbapi_connection.cursor()
+    cursor.execute(sql, params)
+    return cursor
