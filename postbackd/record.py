@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from postbackd import ids
-from postbackd.errors import DuplicateEvent, Forbidden, InputError, NotFoundInput
+from postbackd.errors import DuplicateEvent, Forbidden, InputError, NotFound, NotFoundInput
 from postbackd.inbound.events import EventCommand
 from postbackd.inbound.leads import LeadCommand
 from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
@@ -382,12 +382,12 @@ def occurrence_for(
 
     lead = get_scoped(conn, leads_table, org_id, lead_id) or leads.by_transaction_id(conn, lead_id)
     if lead is None or lead["org_id"] != org_id:
-        raise NotFoundInput("lead_not_found", "lead not found")
+        raise NotFound("lead_not_found", "lead not found")
     conv = evd = None
     if conversion_id:
         conv = get_scoped(conn, conversions_table, org_id, conversion_id)
         if conv is None or conv["lead_id"] != lead["id"]:
-            raise NotFoundInput("conversion_not_found", "conversion not found for this lead")
+            raise NotFound("conversion_not_found", "conversion not found for this lead")
         evd = get_scoped(conn, event_definitions, org_id, conv["event_definition_id"])
     source = (
         get_scoped(conn, sources_table, org_id, lead["source_id"]) if lead["source_id"] else None

@@ -147,14 +147,12 @@ def read_postback(postback_id: str, org_id: OrgId, svc: ServicesDep):
 def update_postback(
     postback_id: str, org_id: OrgId, svc: ServicesDep, changes: dict[str, Any] = Body(...)
 ):
-    """Change any part of the configuration; omitted secrets are kept."""
+    """Change any part of the configuration (JSON Merge Patch, RFC 7396: nested objects
+    such as `filters` merge key by key, null removes); omitted secrets are kept."""
     current = public(_postback(svc, org_id, postback_id))
-    merged = {k: current.get(k) for k in PostbackConfig.model_fields} | changes
-    merged["auth"] = {
-        k: v
-        for k, v in {**current["auth"], **(changes.get("auth") or {})}.items()
-        if k != "has_secret"
-    }
+    base = {k: current.get(k) for k in PostbackConfig.model_fields}
+    base["auth"] = {k: v for k, v in current["auth"].items() if k != "has_secret"}
+    merged = merge_patch(base, changes)
     try:
         cfg = PostbackConfig.model_validate(merged)
     except ValidationError as exc:
@@ -169,6 +167,22 @@ def update_postback(
         )
         result["disabled_reason"] = None
     return result
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch: objects merge key by key, null removes, the rest replaces.
+
+    So `{"filters": {"zip": {...}}}` changes the ZIP filter and leaves caps alone.
+    """
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
 
 
 def _invalid(exc: ValidationError) -> InputError:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Decision, Facts, FilterModel, Skip, require_aware, zone
 
@@ -53,6 +53,16 @@ class CapsFilter(FilterModel):
     weekly: CapLimit = CapLimit()
     daily: CapLimit = CapLimit()
     hourly: CapLimit = CapLimit()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _global_is_lifetime(cls, data: Any) -> Any:
+        """Seed 001 calls the lifetime cap "Global Cap"; accept that name on input."""
+        if isinstance(data, dict) and "global" in data:
+            if "lifetime" in data:
+                raise ValueError("give either 'global' or 'lifetime', not both")
+            data = {("lifetime" if k == "global" else k): v for k, v in data.items()}
+        return data
 
     @property
     def enabled(self) -> bool:
