@@ -162,6 +162,8 @@ class Dispatcher:
             disable_after,
             gone,
         )
+        if decision.outcome is Outcome.DEAD:
+            self._cache.pop(("postback", postback["id"]), None)  # its failure streak just changed
         metrics.record_attempt(decision.outcome.value, decision.reason, resp.latency_ms)
         return update["state"]
 

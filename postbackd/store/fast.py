@@ -105,19 +105,27 @@ class Table:
         )
         _execute(conn, sql, self._bind(conn, row))
 
-    def update(self, conn: sa.Connection, id_: str, values: Mapping[str, Any]) -> int:
-        names = tuple(values)
+    def update(
+        self,
+        conn: sa.Connection,
+        id_: str,
+        values: Mapping[str, Any],
+        where: Mapping[str, Any] | None = None,
+    ) -> int:
+        """UPDATE … WHERE id = id_ [AND column = value …]; returns the rows changed."""
+        names, conds = tuple(values), tuple(where or ())
         t = self.table
-        sql = self._compile(
-            ("update", conn.dialect.name, names),
-            lambda: (
-                t.update()
-                .where(t.c.id == sa.bindparam("pk_"))
-                .values({n: sa.bindparam(n) for n in names})
-            ),
-            conn.dialect,
-        )
-        return _execute(conn, sql, {**self._bind(conn, values), "pk_": id_}).rowcount
+
+        def build():
+            clauses = [t.c.id == sa.bindparam("pk_")] + [
+                t.c[c] == sa.bindparam(f"w_{c}") for c in conds
+            ]
+            return t.update().where(*clauses).values({n: sa.bindparam(n) for n in names})
+
+        sql = self._compile(("update", conn.dialect.name, names, conds), build, conn.dialect)
+        params = {**self._bind(conn, values), "pk_": id_}
+        params.update({f"w_{c}": v for c, v in self._bind(conn, where or {}).items()})
+        return _execute(conn, sql, params).rowcount
 
     def select_one(
         self, conn: sa.Connection, column: str, value: Any, names: Iterable[str] | None = None

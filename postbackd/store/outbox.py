@@ -18,6 +18,7 @@ from postbackd.store.rows import get_scoped, page
 from postbackd.store.tables import deliveries, delivery_attempts, utcnow
 
 FAST = fast.Table(deliveries)
+FAST_ATTEMPTS = fast.Table(delivery_attempts)
 DUE_STATES = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 
 
@@ -90,21 +91,13 @@ def finish_attempt(
     attempt is still logged, because the request did go out.
     """
     now = utcnow()
-    conn.execute(
-        delivery_attempts.insert().values(
-            id=ids.new_id("attempt"), delivery_id=delivery["id"], worker=worker, **attempt
-        )
+    FAST_ATTEMPTS.insert(
+        conn,
+        {"id": ids.new_id("attempt"), "delivery_id": delivery["id"], "worker": worker, **attempt},
     )
-    stmt = (
-        deliveries.update()
-        .where(
-            deliveries.c.id == delivery["id"],
-            deliveries.c.leased_by == worker,
-            deliveries.c.state == DeliveryState.SENDING.value,
-        )
-        .values(**update, lease_until=None, leased_by=None, updated_at=now)
-    )
-    return conn.execute(stmt).rowcount == 1
+    values = {**update, "lease_until": None, "leased_by": None, "updated_at": now}
+    held = {"leased_by": worker, "state": DeliveryState.SENDING.value}
+    return FAST.update(conn, delivery["id"], values, where=held) == 1
 
 
 def release(conn: sa.Connection, delivery: dict, worker: str, update: dict[str, Any]) -> bool:
