@@ -54,6 +54,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task] = set()
+        self._tokens: dict[str, int] = {}  # lease token -> deliveries of that claim in flight
+        self._sending: set[str] = set()  # delivery ids in flight here
+        self._claims = 0
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
 
     def ring(self) -> None:
@@ -63,6 +66,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
         while not stop.is_set():
             self._wake.clear()  # before claiming: a ring during the claim is not lost
             claimed = await self._claim()
@@ -75,6 +79,19 @@ class Dispatcher:
             for waiter in pending:
                 waiter.cancel()
         await self.drain()
+        heartbeat.cancel()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Renew the leases of everything in flight every third of a lease, so a delivery
+        waiting for a slot or a slow partner is never taken over by another claim."""
+        lease = self.settings.lease_seconds
+        while not stop.is_set():
+            await asyncio.sleep(lease / 3)
+            tokens = list(self._tokens)
+            try:
+                await self.writer.run(outbox.renew, tokens, lease, utcnow())
+            except Exception:
+                log.exception("renewing leases failed")
 
     async def drain(self, timeout: float = 15) -> None:
         if self._inflight:
@@ -84,23 +101,36 @@ class Dispatcher:
         free = self.settings.worker_concurrency - len(self._inflight)
         if free <= 0:
             return 0
+        self._claims += 1
+        token = f"{self.worker_id}#{self._claims}"
         lease = self.settings.lease_seconds
         try:
             batch = await self.writer.run(
-                outbox.claim_due, self.worker_id, min(free, CLAIM_BATCH), lease, utcnow()
+                outbox.claim_due, token, min(free, CLAIM_BATCH), lease, utcnow()
             )
         except Exception:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
             return 0
         for delivery in batch:
+            if delivery["id"] in self._sending:
+                continue  # our own lease ran out while we still work on it: never twice at once
+            self._sending.add(delivery["id"])
+            self._tokens[token] = self._tokens.get(token, 0) + 1
             task = asyncio.create_task(self.deliver(delivery))
+            task.delivery = delivery
             self._inflight.add(task)
             task.add_done_callback(self._done)
         return len(batch)
 
     def _done(self, task: asyncio.Task) -> None:
         self._inflight.discard(task)
+        delivery = task.delivery
+        self._sending.discard(delivery["id"])
+        token = delivery["leased_by"]
+        self._tokens[token] -= 1
+        if not self._tokens[token]:
+            del self._tokens[token]
         self._wake.set()
         if not task.cancelled() and task.exception():
             log.error("delivery task failed", exc_info=task.exception())
@@ -175,7 +205,7 @@ class Dispatcher:
             "finished_at": utcnow(),
             "next_attempt_at": None,
         }
-        await self.writer.run(_finish_without_attempt, delivery, self.worker_id, update)
+        await self.writer.run(outbox.release, delivery, update)
         metrics.record_attempt("skipped", code, 0)
         return update["state"]
 
@@ -270,7 +300,3 @@ def _finish(
         log.warning(
             "postback %s disabled after %d consecutive failures", postback_id, disable_after
         )
-
-
-def _finish_without_attempt(conn, delivery, worker, update) -> None:
-    outbox.release(conn, delivery, worker, update)

@@ -43,7 +43,7 @@ def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> dict:
 
 
 def claim_due(
-    conn: sa.Connection, worker: str, limit: int, lease: float, now: datetime
+    conn: sa.Connection, token: str, limit: int, lease: float, now: datetime
 ) -> list[dict]:
     """Lease up to `limit` due deliveries: pending/retrying whose time came, or whose lease ran out."""
     due = sa.or_(
@@ -62,7 +62,7 @@ def claim_due(
         .values(
             state=DeliveryState.SENDING.value,
             lease_until=now + timedelta(seconds=lease),
-            leased_by=worker,
+            leased_by=token,
             updated_at=now,
         )
     )
@@ -85,10 +85,11 @@ def next_due_at(conn: sa.Connection) -> datetime | None:
 def finish_attempt(
     conn: sa.Connection, delivery: dict, worker: str, attempt: dict, update: dict[str, Any]
 ) -> bool:
-    """Record one attempt and the delivery's new state, if this worker still holds the lease.
+    """Record one attempt and the delivery's new state, if its lease is still ours.
 
-    Returns False when the lease was lost (another worker took it over after expiry); the
-    attempt is still logged, because the request did go out.
+    `delivery["leased_by"]` is the token of the claim that took it. Returns False when the
+    lease was lost (it expired and another claim took the delivery); the attempt is still
+    logged, because the request did go out.
     """
     now = utcnow()
     FAST_ATTEMPTS.insert(
@@ -96,15 +97,29 @@ def finish_attempt(
         {"id": ids.new_id("attempt"), "delivery_id": delivery["id"], "worker": worker, **attempt},
     )
     values = {**update, "lease_until": None, "leased_by": None, "updated_at": now}
-    held = {"leased_by": worker, "state": DeliveryState.SENDING.value}
+    held = {"leased_by": delivery["leased_by"], "state": DeliveryState.SENDING.value}
     return FAST.update(conn, delivery["id"], values, where=held) == 1
 
 
-def release(conn: sa.Connection, delivery: dict, worker: str, update: dict[str, Any]) -> bool:
+def renew(conn: sa.Connection, tokens: list[str], lease: float, now: datetime) -> int:
+    """Extend the leases of deliveries still being worked on (the worker's heartbeat)."""
+    if not tokens:
+        return 0
+    stmt = (
+        deliveries.update()
+        .where(
+            deliveries.c.leased_by.in_(tokens), deliveries.c.state == DeliveryState.SENDING.value
+        )
+        .values(lease_until=now + timedelta(seconds=lease))
+    )
+    return conn.execute(stmt).rowcount
+
+
+def release(conn: sa.Connection, delivery: dict, update: dict[str, Any]) -> bool:
     """Finish a leased delivery without an attempt (skipped at send time)."""
     stmt = (
         deliveries.update()
-        .where(deliveries.c.id == delivery["id"], deliveries.c.leased_by == worker)
+        .where(deliveries.c.id == delivery["id"], deliveries.c.leased_by == delivery["leased_by"])
         .values(**update, lease_until=None, leased_by=None, updated_at=utcnow())
     )
     return conn.execute(stmt).rowcount == 1
