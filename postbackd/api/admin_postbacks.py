@@ -12,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from postbackd import record
 from postbackd.api.deps import OrgId, ServicesDep
+from postbackd.delivery.dispatcher import Redactor
 from postbackd.errors import InputError, NotFound
 from postbackd.model import DeliveryState
 from postbackd.outbound import context, filters, macros, request
 from postbackd.outbound.config import PostbackConfig, split_secrets
-from postbackd.outbound.signing import generate_secret, redact_headers, redact_text
+from postbackd.outbound.signing import generate_secret
 from postbackd.store import outbox, postbacks
 from postbackd.store.rows import get_scoped
 from postbackd.store.tables import campaigns as campaigns_t
@@ -232,19 +233,19 @@ async def test_postback(postback_id: str, body: LeadRef, org_id: OrgId, svc: Ser
         policy=sender.policy_for(occ.org.get("allowed_targets") or []),
         keep=svc.settings.attempt_body_limit,
     )
-    hidden = request.secret_values(secrets)
+    redact = Redactor(secrets, row["config"])
     return {
         "request": {
             "method": req.method,
-            "url": redact_text(req.url, hidden),
-            "headers": redact_headers(req.headers, hidden),
-            "body": redact_text(req.body.decode("utf-8", "replace"), hidden),
+            "url": redact.text(req.url),
+            "headers": redact.header_map(req.headers),
+            "body": redact.text(request.body_text(req.body)),
             "missing": list(req.missing),
         },
         "response": {
             "status": resp.status,
-            "headers": resp.headers,
-            "body": resp.body.decode("utf-8", "replace"),
+            "headers": redact.header_map(resp.headers),
+            "body": redact.text(resp.body.decode("utf-8", "replace")),
             "latency_ms": resp.latency_ms,
             "error": resp.error.value if resp.error else None,
             "detail": resp.detail,

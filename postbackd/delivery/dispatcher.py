@@ -16,6 +16,7 @@ import random
 import secrets
 import socket
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from postbackd.outbound import request as outbound_request
 from postbackd.outbound.signing import redact_headers, redact_text
 from postbackd.settings import Settings
 from postbackd.store import orgs, outbox, postbacks
+from postbackd.store.cache import CONFIG
 from postbackd.store.tables import postbacks as postbacks_t
 from postbackd.store.tables import utcnow
 from postbackd.store.writer import Writer
@@ -57,7 +59,9 @@ class Dispatcher:
         self._tokens: dict[str, int] = {}  # lease token -> deliveries of that claim in flight
         self._sending: set[str] = set()  # delivery ids in flight here
         self._claims = 0
+        self._next_due: float | None = None  # monotonic time of the earliest retry we scheduled
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        CONFIG.on_clear(self._cache.clear)  # admin writes reach the worker's cache too
 
     def ring(self) -> None:
         """Thread-safe: there is new work, look now."""
@@ -74,12 +78,21 @@ class Dispatcher:
                 continue  # more may be waiting
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             _done, pending = await asyncio.wait(
-                waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                waiters, timeout=self._wait_seconds(), return_when=asyncio.FIRST_COMPLETED
             )
             for waiter in pending:
                 waiter.cancel()
         await self.drain()
         heartbeat.cancel()
+
+    def _wait_seconds(self) -> float:
+        """Until the next poll, or sooner when a retry we scheduled falls due."""
+        if self._next_due is None:
+            return POLL_SECONDS
+        wait = self._next_due - time.monotonic()
+        if wait <= POLL_SECONDS:
+            self._next_due = None
+        return min(max(wait, 0.001), POLL_SECONDS)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Renew the leases of everything in flight every third of a lease, so a delivery
@@ -174,28 +187,35 @@ class Dispatcher:
             rng=self.rng,
             now=utcnow(),
         )
-        hidden = outbound_request.secret_values(secrets_)
+        redact = Redactor(secrets_, config)
         attempt = _attempt_row(
-            number, started_at, req, resp, decision.reason, hidden, self.settings.attempt_body_limit
+            number, started_at, req, resp, decision.reason, redact, self.settings.attempt_body_limit
         )
         update = _delivery_update(decision, number, resp, req)
-        disable_after = config.get("disable_after_failures", 0)
-        gone = decision.reason == ErrorCode.HTTP_410
-        await self.writer.run(
-            _finish,
-            delivery,
-            self.worker_id,
-            attempt,
-            update,
-            postback["id"],
-            decision.outcome,
-            disable_after,
-            gone,
+        outcome = Finish(
+            postback_id=postback["id"],
+            outcome=decision.outcome,
+            disable_after=config.get("disable_after_failures", 0),
+            gone=decision.reason == ErrorCode.HTTP_410,
+            # A plain success on a postback without a failure streak leaves its row alone.
+            streak=postback["consecutive_failures"] > 0
+            or decision.outcome is not Outcome.DELIVERED,
+        )
+        disabled = await self.writer.run(
+            _finish, delivery, self.worker_id, attempt, update, outcome
         )
         if decision.outcome is Outcome.DEAD:
             self._cache.pop(("postback", postback["id"]), None)  # its failure streak just changed
+        if disabled:
+            CONFIG.clear()  # planning must stop matching it at once
+        if decision.outcome is Outcome.RETRY:
+            self._note_due(decision.delay)
         metrics.record_attempt(decision.outcome.value, decision.reason, resp.latency_ms)
         return update["state"]
+
+    def _note_due(self, delay: float) -> None:
+        due = time.monotonic() + delay
+        self._next_due = due if self._next_due is None else min(self._next_due, due)
 
     async def _skip(self, delivery: dict, code: str, reason: str) -> str:
         update = {
@@ -235,31 +255,42 @@ def _policy(config: dict) -> RetryPolicy:
     )
 
 
+class Redactor:
+    """Hides a postback's secrets in everything an attempt logs, both directions."""
+
+    def __init__(self, secrets_: dict[str, str], config: dict):
+        self.values = outbound_request.secret_values(secrets_)
+        self.headers = {h.lower() for h in outbound_request.secret_headers(config)}
+
+    def text(self, value: str) -> str:
+        return redact_text(value, self.values)
+
+    def header_map(self, headers: dict[str, str]) -> dict[str, str]:
+        out = redact_headers(headers, self.values)
+        return {k: ("[redacted]" if k.lower() in self.headers else v) for k, v in out.items()}
+
+
 def _attempt_row(
-    number, started_at, req, resp: Response, reason: str, hidden: list[str], keep: int
+    number, started_at, req, resp: Response, reason: str, redact: Redactor, keep: int
 ) -> dict:
-    body = (
-        req.body.decode("utf-8", "replace")
-        if not req.body.startswith((b"\xff\xfe", b"\xfe\xff"))
-        else (req.body.decode("utf-16", "replace"))
-    )
+    answered = resp.status is not None
     return {
         "number": number,
         "started_at": started_at,
         "method": req.method,
-        "url": redact_text(req.url, hidden),
-        "request_headers": redact_headers(req.headers, hidden),
-        "request_body": redact_text(body[:keep], hidden),
+        "url": redact.text(req.url),
+        "request_headers": redact.header_map(req.headers),
+        "request_body": redact.text(outbound_request.body_text(req.body)[:keep]),
         "response_status": resp.status,
-        "response_headers": dict(list(resp.headers.items())[:50])
-        if resp.status is not None
+        "response_headers": redact.header_map(dict(list(resp.headers.items())[:50]))
+        if answered
         else None,
-        "response_body": resp.body[:keep].decode("utf-8", "replace")
-        if resp.status is not None
+        "response_body": redact.text(resp.body[:keep].decode("utf-8", "replace"))
+        if answered
         else None,
         "latency_ms": resp.latency_ms,
         "error_code": reason or None,
-        "error_detail": resp.detail,
+        "error_detail": redact.text(resp.detail) if resp.detail else None,
     }
 
 
@@ -284,19 +315,34 @@ def _delivery_update(decision, number: int, resp: Response, req) -> dict[str, An
     return update
 
 
-def _finish(
-    conn, delivery, worker, attempt, update, postback_id, outcome, disable_after, gone
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """What finishing an attempt does to its postback."""
+
+    postback_id: str
+    outcome: Outcome
+    disable_after: int
+    gone: bool
+    streak: bool
+
+
+def _finish(conn, delivery, worker, attempt, update, fin: Finish) -> bool:
+    """Record the attempt and new state; returns True when the postback got disabled."""
     outbox.finish_attempt(conn, delivery, worker, attempt, update)
-    if outcome is Outcome.RETRY:
-        return
-    if gone:
+    if fin.outcome is Outcome.RETRY or not fin.streak:
+        return False
+    if fin.gone:
         postbacks.update(
             conn,
-            postback_id,
+            fin.postback_id,
             {"enabled": False, "disabled_reason": "the endpoint answered 410 Gone"},
         )
-    elif postbacks.record_result(conn, postback_id, outcome is Outcome.DELIVERED, disable_after):
+        return True
+    if postbacks.record_result(
+        conn, fin.postback_id, fin.outcome is Outcome.DELIVERED, fin.disable_after
+    ):
         log.warning(
-            "postback %s disabled after %d consecutive failures", postback_id, disable_after
+            "postback %s disabled after %d consecutive failures", fin.postback_id, fin.disable_after
         )
+        return True
+    return False

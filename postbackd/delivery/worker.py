@@ -13,6 +13,7 @@ from postbackd.delivery import ssrf
 from postbackd.delivery.dispatcher import Dispatcher
 from postbackd.delivery.sender import Sender
 from postbackd.settings import Settings
+from postbackd.store.cache import CONFIG
 from postbackd.store.writer import Writer
 
 
@@ -45,3 +46,4 @@ async def running(
         dispatcher.ring()
         await asyncio.wait_for(task, 30)
         await sender.close()
+        CONFIG.off_clear(dispatcher._cache.clear)

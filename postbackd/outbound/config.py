@@ -24,12 +24,19 @@ Template = Annotated[str, Field(max_length=4000)]
 
 
 def _url(value: str) -> str:
-    """An http(s) URL; macros may fill in the path or query but not the scheme."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value.strip():
-        raise ValueError("must be an absolute http:// or https:// URL")
+    """An http(s) URL with a host (and a valid port); macros may fill in path and query."""
+    value = value.strip()
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain spaces or control characters (percent-encode them)")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        raise ValueError("has an invalid port") from None
     _macro_syntax(value)
-    return value.strip()
+    return value
 
 
 def _macro_syntax(value: Any) -> Any:
@@ -71,6 +78,8 @@ class Auth(Model):
             raise ValueError("basic auth needs a login without ':'")
         if not HEADER_NAME.match(self.header):
             raise ValueError(f"{self.header!r} is not a valid HTTP header name")
+        if self.header.lower() in RESERVED_HEADERS:
+            raise ValueError(f"header {self.header!r} is set by postbackd itself")
         return self
 
 

@@ -22,6 +22,7 @@ TEMPLATE_ESCAPE = {
     BodyFormat.JSON: macros.Escape.JSON,
     BodyFormat.XML_UTF8: macros.Escape.XML,
     BodyFormat.XML_UTF16: macros.Escape.XML,
+    BodyFormat.FORM: macros.Escape.URL,
 }
 CONTENT_TYPES = {
     BodyFormat.JSON: "application/json",
@@ -142,6 +143,19 @@ def _auth(auth: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]
         scheme = auth.get("scheme") or ""
         return {auth.get("header") or "Authorization": f"{scheme} {secrets['token']}".strip()}
     return {}
+
+
+def body_text(body: bytes) -> str:
+    """A request body as text for logs and the test endpoint (xml-16 carries a BOM)."""
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return body.decode("utf-16", "replace")
+    return body.decode("utf-8", "replace")
+
+
+def secret_headers(config: Mapping[str, Any]) -> list[str]:
+    """Headers that carry a secret whatever their value looks like (the token's header)."""
+    auth = config.get("auth") or {}
+    return [auth.get("header") or "Authorization"] if auth.get("type") == "token" else []
 
 
 def secret_values(secrets: Mapping[str, str]) -> list[str]:

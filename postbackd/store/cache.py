@@ -22,6 +22,7 @@ class ConfigCache:
         self.ttl = ttl
         self._data: dict[Hashable, tuple[float, Any]] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
 
     def get(self, conn: sa.Connection, key: tuple, load: Callable[[sa.Connection], Any]) -> Any:
         full = (str(conn.engine.url), *key)
@@ -34,9 +35,19 @@ class ConfigCache:
             self._data[full] = (now, value)
         return value
 
+    def on_clear(self, listener: Callable[[], None]) -> None:
+        """Other caches of configuration in this process (the worker's) clear with this one."""
+        self._listeners.append(listener)
+
+    def off_clear(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+        for listener in self._listeners:
+            listener()
 
 
 CONFIG = ConfigCache()

@@ -41,6 +41,8 @@ class UTCDateTime(sa.TypeDecorator):
 
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Plain `json` keeps key order on PostgreSQL; partners' field order is part of a postback.
+ORDERED_JSON = sa.JSON()
 Money = sa.Numeric(18, 4, asdecimal=True)
 
 
@@ -221,7 +223,7 @@ postbacks = sa.Table(
     sa.Column("trigger_events", JSON, nullable=False, server_default="[]"),
     sa.Column("trigger_statuses", JSON, nullable=False, server_default="[]"),
     # method, url, format, body, params, headers, auth, success, timeout, retry, filters
-    sa.Column("config", JSON, nullable=False),
+    sa.Column("config", ORDERED_JSON, nullable=False),
     # Fernet-encrypted JSON of auth password/token and signing secret; never returned.
     sa.Column("secrets", sa.Text, nullable=False, server_default=""),
     sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
