@@ -8,6 +8,7 @@
     ├── Unauthorized (401)         missing / unknown API key
     ├── NotFound (404)             admin object absent or owned by another organization
     ├── Conflict (409)             unique name taken, archived object changed
+    ├── Invalid (422)              admin API input that fails validation
     ├── PayloadTooLarge (413)
     └── Unsupported (415)          content type we cannot parse
 
@@ -67,6 +68,11 @@ class NotFound(PostbackdError):
 class Conflict(PostbackdError):
     status = 409
     code = "conflict"
+
+
+class Invalid(PostbackdError):
+    status = 422
+    code = "validation_error"
 
 
 class PayloadTooLarge(PostbackdError):

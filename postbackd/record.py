@@ -18,10 +18,11 @@ from postbackd import ids
 from postbackd.errors import DuplicateEvent, Forbidden, InputError, NotFound, NotFoundInput
 from postbackd.inbound.events import EventCommand
 from postbackd.inbound.leads import LeadCommand
+from postbackd.inbound.values import MAX_AMOUNT
 from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
 from postbackd.outbound import context, filters, plan
 from postbackd.outbound.occurrence import Occurrence
-from postbackd.store import campaigns, caps, conversions, leads, orgs, outbox, postbacks
+from postbackd.store import campaigns, caps, conversions, fast, leads, orgs, outbox, postbacks
 from postbackd.store.cache import CONFIG
 from postbackd.store.rows import get_scoped
 from postbackd.store.tables import campaigns as campaigns_table
@@ -204,11 +205,12 @@ def _lead_changes(lead: dict, cmd: EventCommand) -> dict[str, Any]:
 def apply_cost(current: Decimal | None, cost: Decimal, operation: str) -> Decimal:
     """Seed 000 cost_operation: add, substract (subtract) or override."""
     base = Decimal(str(current)) if current is not None else Decimal(0)
-    if operation == "add":
-        return base + cost
-    if operation == "subtract":
-        return base - cost
-    return cost
+    result = {"add": base + cost, "subtract": base - cost}.get(operation, cost)
+    if abs(result) >= MAX_AMOUNT:
+        raise InputError(
+            "invalid_cost", f"the lead's cost would leave the range of ±{MAX_AMOUNT:,.0f}"
+        )
+    return result
 
 
 def _insert_conversion(conn, lead, evd, source, cmd: EventCommand, dedupe_key) -> dict:
@@ -233,7 +235,7 @@ def _insert_conversion(conn, lead, evd, source, cmd: EventCommand, dedupe_key) -
     }
     try:
         return conversions.insert_conversion(conn, row)
-    except sa.exc.IntegrityError:
+    except fast.INTEGRITY_ERRORS:
         # Lost a race with another writer (PostgreSQL): the unique key decides.
         raise DuplicateEvent(
             "duplicate_event", f"event {evd['event_id']!r} was already fired for this lead"

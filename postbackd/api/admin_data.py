@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request
 
 from postbackd import record
 from postbackd.api import schemas
 from postbackd.api.deps import OrgId, ServicesDep
-from postbackd.errors import InputError, NotFound
+from postbackd.errors import Invalid, NotFound
 from postbackd.model import TRACKING_FIELDS
 from postbackd.store import conversions, leads
 from postbackd.store.rows import get_scoped
@@ -19,10 +19,16 @@ from postbackd.store.tables import leads as leads_t
 router = APIRouter(prefix="/api/v1")
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InputError(f"invalid_{name}", f"{name} needs a UTC offset, e.g. 2026-11-25T00:00:00Z")
-    return value
+def aware(value: datetime | None, name: str) -> datetime | None:
+    """Time filters need an offset, and must convert to UTC (year 1 at +14:00 does not)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise Invalid(message=f"{name}: needs a UTC offset, e.g. 2026-11-25T00:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Invalid(message=f"{name}: out of range") from None
 
 
 @router.get("/leads", tags=["leads"])
@@ -49,8 +55,8 @@ def search_leads(
         "source_id": source_id,
         "status": status,
         "exto": exto,
-        "created_after": _aware(created_after, "created_after"),
-        "created_before": _aware(created_before, "created_before"),
+        "created_after": aware(created_after, "created_after"),
+        "created_before": aware(created_before, "created_before"),
         **{name: q[name] for name in TRACKING_FIELDS if name in q},
         "fields": {k[6:]: v for k, v in q.items() if k.startswith("field.") and len(k) > 6},
     }
@@ -111,8 +117,8 @@ def list_conversions(
         "event_type": event_type,
         "status": status,
         "source_id": source_id,
-        "created_after": _aware(created_after, "created_after"),
-        "created_before": _aware(created_before, "created_before"),
+        "created_after": aware(created_after, "created_after"),
+        "created_before": aware(created_before, "created_before"),
     }
     items, next_cursor = svc.read(
         lambda c: conversions.search(c, org_id, filters, limit=limit, cursor=cursor)

@@ -8,10 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError
 
 from postbackd import record
+from postbackd.api.admin_data import aware
 from postbackd.api.deps import OrgId, ServicesDep
+from postbackd.api.schemas import Body as RequestBody
 from postbackd.delivery.dispatcher import Redactor
 from postbackd.errors import InputError, NotFound
 from postbackd.model import DeliveryState
@@ -27,19 +29,17 @@ from postbackd.store.tables import utcnow
 router = APIRouter(prefix="/api/v1")
 
 
-class LeadRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LeadRef(RequestBody):
     lead_id: str = Field(..., description="lead id or transaction id")
     conversion_id: str | None = None
 
 
-class ReplayFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReplayFilter(RequestBody):
     state: DeliveryState | None = None
     postback_id: str | None = None
     lead_id: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
     limit: int = Field(1000, ge=1, le=10000)
 
 
@@ -327,6 +327,8 @@ def replay_deliveries(body: ReplayFilter, org_id: OrgId, svc: ServicesDep):
     """Replay a filtered set (e.g. every dead delivery of one postback in a time window)."""
     filters_ = body.model_dump(exclude={"limit"}, mode="python")
     filters_["state"] = body.state.value if body.state else None
+    for name in ("created_after", "created_before"):
+        filters_[name] = aware(filters_[name], name)
     ids_ = svc.write(outbox.requeue, org_id, filters_, body.limit)
     svc.after_write(len(ids_))
     return {"replayed": len(ids_)}

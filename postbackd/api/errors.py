@@ -43,6 +43,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_req: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's answer to a body it cannot decode (bad UTF-8, absurd nesting).
+            body = {
+                "success": False,
+                "code": "validation_error",
+                "message": "body is not valid JSON",
+            }
+            return json_response(body, 422)
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "http_error"
         )

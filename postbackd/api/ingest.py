@@ -55,13 +55,22 @@ async def read_params(request: Request) -> dict[str, Any]:
     elif ctype == "application/x-www-form-urlencoded":
         params.update(_form(body))
     elif ctype == "multipart/form-data":
-        form = await request.form()
-        params.update({k: val for k, val in form.items() if isinstance(val, str)})
+        params.update(await _multipart(request))
     else:
         raise Unsupported(
             "unsupported_media_type", f"cannot read a {ctype} body; send JSON or a form"
         )
     return params
+
+
+async def _multipart(request: Request) -> dict[str, str]:
+    try:
+        form = await request.form()
+    except PostbackdError:
+        raise
+    except Exception as exc:  # the multipart parser's errors are not one family
+        raise InputError("invalid_form", f"body is not valid multipart form data: {exc}") from None
+    return {k: val for k, val in form.items() if isinstance(val, str)}
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -96,7 +105,9 @@ async def _fire(request: Request, org_id: str | None, require_cid: bool) -> Resp
     try:
         cmd = parse_event(await read_params(request), require_cid=require_cid)
         with services.locks.hold((org_id or cmd.cid, cmd.transaction_id, cmd.event_id)):
-            result = await services.writer.run(record.fire_event, org_id, cmd)
+            result = await services.writer.run(
+                record.fire_event, org_id, cmd, key=cmd.transaction_id
+            )
     except PostbackdError as exc:
         return error_response(exc)
     services.after_write(result["data"]["deliveries"])

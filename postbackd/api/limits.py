@@ -1,6 +1,9 @@
-"""Request body size limit for every route, as ASGI middleware (413 `body_too_large`)."""
+"""Request limits for every route, as ASGI middleware: body size (413 `body_too_large`) and
+NUL characters in admin URLs (PostgreSQL text cannot hold them)."""
 
 from __future__ import annotations
+
+import contextlib
 
 import orjson
 
@@ -15,38 +18,54 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope["path"].startswith("/api/v1/") and (nul := _nul_in_url(scope)):
+            # Admin routes: no id contains NUL (404), no filter value may (422). Inbound
+            # routes answer with the seed's per-parameter codes themselves.
+            status, code = (404, "not_found") if nul == "path" else (422, "validation_error")
+            return await self._send(send, status, code, f"the URL {nul} contains a NUL character")
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             return await self._reject(send)
         seen = 0
+        exceeded = False
 
         async def counting_receive():
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                # Rendered by the app's one error handler like any other coded error.
+                nonlocal exceeded
+                exceeded = True
                 raise PayloadTooLarge(message=f"request body exceeds {self.max_bytes} bytes")
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message):
+            if not exceeded:  # a body parser may turn our exception into its own answer
+                await send(message)
+
+        with contextlib.suppress(PayloadTooLarge):
+            await self.app(scope, counting_receive, guarded_send)
+        if exceeded:
+            await self._reject(send)
 
     async def _reject(self, send):
-        body = orjson.dumps(
-            {
-                "success": False,
-                "code": "body_too_large",
-                "message": f"request body exceeds {self.max_bytes} bytes",
-            }
+        await self._send(
+            send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes"
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+
+    async def _send(self, send, status: int, code: str, message: str):
+        body = orjson.dumps({"success": False, "code": code, "message": message})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _nul_in_url(scope) -> str | None:
+    if "\x00" in scope["path"]:
+        return "path"
+    if b"%00" in scope.get("query_string", b""):
+        return "query"
+    return None

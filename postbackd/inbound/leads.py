@@ -40,11 +40,13 @@ def _tracking(params: Mapping[str, Any]) -> dict[str, str]:
 
 def parse_click(cid: str, query: Mapping[str, str], request: dict[str, Any]) -> LeadCommand:
     """A visitor's click: the query string feeds the tracking ids and `{req.qs.*}`."""
+    query = dict(query)
+    v.json_value("query", query, max_depth=2, max_items=400)
     return LeadCommand(
-        cid=cid,
+        cid=v.text("cid", cid, max_len=40) or "",
         pid=v.text("pid", query.get("pid"), max_len=100) or "organic",
         tracking=_tracking(query),
-        request={**request, "query": dict(query)},
+        request={**request, "query": query},
     )
 
 
@@ -56,6 +58,7 @@ def parse_form(params: Mapping[str, Any], request: dict[str, Any]) -> LeadComman
     session = params.get("session_data") or {}
     if not isinstance(session, dict):
         raise InputError("invalid_session_data", "session_data must be an object")
+    v.json_value("session_data", session)
     extra = {k: val for k, val in params.items() if k not in RESERVED and not v.blank(val)}
     if len(extra) > MAX_EXTRA_FIELDS:
         raise InputError("too_many_fields", f"at most {MAX_EXTRA_FIELDS} lead fields per request")

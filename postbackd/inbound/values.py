@@ -14,6 +14,7 @@ from postbackd.model import CONVERSION_TIMEZONES
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_TEXT = 2000
 MAX_AMOUNT = Decimal("1e12")
+MIN_YEAR, MAX_YEAR = 1970, 2100  # dates outside are typos, and would overflow time zones
 
 
 def blank(value: Any) -> bool:
@@ -69,9 +70,12 @@ def day(name: str, value: Any) -> date | None:
     if blank(value):
         return None
     try:
-        return date.fromisoformat(str(value).strip())
+        parsed = date.fromisoformat(str(value).strip())
     except ValueError:
         raise InputError(f"invalid_{name}", f"{name} must be a date YYYY-MM-DD") from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise InputError(f"invalid_{name}", f"{name} must lie in {MIN_YEAR}-{MAX_YEAR}")
+    return parsed
 
 
 def conversion_time(date_value: Any, tz_value: Any) -> datetime | None:
@@ -82,9 +86,14 @@ def conversion_time(date_value: Any, tz_value: Any) -> datetime | None:
     raw = str(date_value).strip()
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
         try:
-            return datetime.strptime(raw, fmt).replace(tzinfo=tz).astimezone(UTC)
+            parsed = datetime.strptime(raw, fmt)
         except ValueError:
             continue
+        if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+            raise InputError(
+                "invalid_conversion_date", f"conversion_date must lie in {MIN_YEAR}-{MAX_YEAR}"
+            )
+        return parsed.replace(tzinfo=tz).astimezone(UTC)
     raise InputError(
         "invalid_conversion_date", "conversion_date must be 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'"
     )
@@ -100,6 +109,44 @@ def _conversion_timezone(value: Any) -> timezone:
             "invalid_conversion_timezone", f"conversion_timezone must be one of {allowed}"
         )
     return timezone(timedelta(hours=CONVERSION_TIMEZONES[name]), name)
+
+
+def json_value(name: str, value: Any, *, max_depth: int = 16, max_items: int = 1000) -> Any:
+    """Nested data (session data) within sane bounds, without NUL characters."""
+    budget = [max_items]
+
+    def walk(node: Any, depth: int) -> None:
+        budget[0] -= 1
+        if depth > max_depth or budget[0] < 0:
+            raise InputError(
+                f"invalid_{name}", f"{name} is nested too deeply or has too many items"
+            )
+        if isinstance(node, str) and "\x00" in node:
+            raise InputError(f"invalid_{name}", f"{name} contains a NUL character")
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(key, depth + 1)
+                walk(child, depth + 1)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, depth + 1)
+
+    walk(value, 0)
+    return value
+
+
+def no_nul(data: Any) -> Any:
+    """PostgreSQL text cannot hold NUL; refuse it in any string of a request body."""
+    if isinstance(data, str) and "\x00" in data:
+        raise ValueError("text must not contain NUL characters")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            no_nul(key)
+            no_nul(value)
+    elif isinstance(data, list):
+        for value in data:
+            no_nul(value)
+    return data
 
 
 def field_name(name: str) -> str:

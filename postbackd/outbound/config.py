@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from postbackd.inbound.values import no_nul
 from postbackd.model import ConversionStatus, Trigger
 from postbackd.outbound import macros
 from postbackd.outbound.filters import FilterConfig
@@ -58,6 +59,11 @@ def _headers(value: dict[str, str]) -> dict[str, str]:
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return no_nul(data)
 
 
 class Auth(Model):

@@ -10,12 +10,14 @@ itself stores, so both paths read each other's rows.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import sqlite
@@ -44,7 +46,7 @@ def _to_sqlite(kind: str, value: Any) -> Any:
     if value is None:
         return None
     if kind == "datetime":
-        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     if kind == "json":
         return json.dumps(value)
     if kind == "money":
@@ -143,6 +145,10 @@ class Table:
         if conn.dialect.name == "postgresql":
             return dict(zip(cols, row, strict=True))
         return {n: _from_sqlite(self.kinds[n], v) for n, v in zip(cols, row, strict=True)}
+
+
+# What a unique or foreign-key violation looks like, wrapped or straight from the driver.
+INTEGRITY_ERRORS = (sa.exc.IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 
 
 def _execute(conn: sa.Connection, sql: str, params: dict[str, Any]):

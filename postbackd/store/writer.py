@@ -7,18 +7,23 @@ others still commit. Callers are told their result only after the COMMIT returne
 acknowledgement always means durable.
 
 On SQLite there is one writer thread (one process owns the file); on PostgreSQL several,
-each with its own connection, because PostgreSQL takes concurrent writers well.
+each with its own connection and queue. Units given the same `key` (a lead's transaction
+id) always go to the same thread: two batches holding the same lead's row lock in
+opposite orders would deadlock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import queue
 import threading
+import zlib
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,13 +32,15 @@ log = logging.getLogger(__name__)
 
 Work = Callable[..., Any]
 _STOP = object()
+RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
 @dataclass(slots=True)
 class _Item:
     fn: Work
     args: tuple
-    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    future: concurrent.futures.Future | asyncio.Future
+    loop: asyncio.AbstractEventLoop | None = None  # set for asyncio futures
 
 
 class Writer:
@@ -42,11 +49,12 @@ class Writer:
     def __init__(self, engine: sa.Engine, threads: int = 1, max_batch: int = 256):
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(threads)]
         self._threads = [
-            threading.Thread(target=self._loop, name=f"writer-{i}", daemon=True)
-            for i in range(threads)
+            threading.Thread(target=self._loop, args=(q,), name=f"writer-{i}", daemon=True)
+            for i, q in enumerate(self._queues)
         ]
+        self._next = itertools.cycle(range(threads))
         self._after_commit: list[Callable[[], None]] = []
         self.batches = 0
         self.units = 0
@@ -57,8 +65,8 @@ class Writer:
         return self
 
     def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(_STOP)
+        for q in self._queues:
+            q.put(_STOP)
         for t in self._threads:
             t.join(timeout=10)
 
@@ -66,66 +74,94 @@ class Writer:
         """Run `callback` (in the writer thread) after every commit; must be quick."""
         self._after_commit.append(callback)
 
-    def submit(self, fn: Work, *args: Any) -> concurrent.futures.Future:
-        item = _Item(fn, args)
-        self._queue.put(item)
+    def _queue_for(self, key: str | None) -> queue.SimpleQueue:
+        if len(self._queues) == 1:
+            return self._queues[0]
+        if key is None:
+            return self._queues[next(self._next)]
+        return self._queues[zlib.crc32(key.encode()) % len(self._queues)]
+
+    def submit(self, fn: Work, *args: Any, key: str | None = None) -> concurrent.futures.Future:
+        item = _Item(fn, args, concurrent.futures.Future())
+        self._queue_for(key).put(item)
         return item.future
 
-    async def run(self, fn: Work, *args: Any) -> Any:
+    async def run(self, fn: Work, *args: Any, key: str | None = None) -> Any:
         """Run `fn(conn, *args)` in a batch; returns after the commit."""
-        return await asyncio.wrap_future(self.submit(fn, *args))
+        loop = asyncio.get_running_loop()
+        item = _Item(fn, args, loop.create_future(), loop)
+        self._queue_for(key).put(item)
+        return await item.future
 
-    def run_sync(self, fn: Work, *args: Any, timeout: float = 60) -> Any:
-        return self.submit(fn, *args).result(timeout)
+    def run_sync(self, fn: Work, *args: Any, timeout: float = 60, key: str | None = None) -> Any:
+        return self.submit(fn, *args, key=key).result(timeout)
 
-    def _take_batch(self) -> list[_Item] | None:
-        first = self._queue.get()
+    def _take_batch(self, q: queue.SimpleQueue) -> list[_Item] | None:
+        first = q.get()
         if first is _STOP:
             return None
         batch = [first]
         while len(batch) < self.max_batch:
             try:
-                item = self._queue.get_nowait()
+                item = q.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP:
-                self._queue.put(_STOP)
+                q.put(_STOP)
                 break
             batch.append(item)
         return batch
 
-    def _loop(self) -> None:
+    def _loop(self, q: queue.SimpleQueue) -> None:
         conn = None
-        while (batch := self._take_batch()) is not None:
+        while (batch := self._take_batch(q)) is not None:
             try:
                 conn = conn or self.engine.connect().execution_options(immediate=True)
-                self._run_batch(conn, batch)
+                outcomes = self._run_batch(conn, batch)
             except Exception as exc:  # the commit itself failed: nobody is acknowledged
                 log.exception("writer batch of %d failed", len(batch))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                outcomes = [(item, False, exc) for item in batch]
                 conn = _discard(conn)
+            _deliver(outcomes)
+            for callback in self._after_commit:
+                callback()
         if conn is not None:
             conn.close()
 
-    def _run_batch(self, conn: sa.Connection, batch: list[_Item]) -> None:
-        results: list[tuple[_Item, bool, Any]] = []
+    def _run_batch(self, conn: sa.Connection, batch: list[_Item]) -> list[tuple[_Item, bool, Any]]:
         with conn.begin():
-            for item in batch:
-                results.append((item, *_run_unit(conn, item)))
+            outcomes = [(item, *_run_unit(conn, item)) for item in batch]
         self.batches += 1
         self.units += len(batch)
-        for item, ok, value in results:
+        return outcomes
+
+
+def _deliver(outcomes: list[tuple[_Item, bool, Any]]) -> None:
+    """Tell every caller; one wake-up per event loop per batch, not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = defaultdict(list)
+    for item, ok, value in outcomes:
+        if item.loop is None:
             if ok:
                 item.future.set_result(value)
             else:
                 item.future.set_exception(value)
-        for callback in self._after_commit:
-            callback()
+        else:
+            by_loop[item.loop].append((item.future, ok, value))
+    for loop, results in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, results)
+        except RuntimeError:  # that loop is closed: its callers are gone
+            log.warning("dropping %d results for a closed event loop", len(results))
 
 
-RETRYABLE_PG = {"40P01", "40001"}  # deadlock detected, serialization failure
+def _settle(results: list) -> None:
+    for future, ok, value in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _run_unit(conn: sa.Connection, item: _Item, tries: int = 3) -> tuple[bool, Any]:
@@ -139,19 +175,20 @@ def _run_unit(conn: sa.Connection, item: _Item, tries: int = 3) -> tuple[bool, A
         _raw_exec(raw, "SAVEPOINT pbd_unit")
         try:
             value = item.fn(conn, *item.args)
-        except sa.exc.DBAPIError as exc:
-            _raw_exec(raw, "ROLLBACK TO SAVEPOINT pbd_unit")
-            _raw_exec(raw, "RELEASE SAVEPOINT pbd_unit")
-            if _sqlstate(exc) in RETRYABLE_PG and attempt + 1 < tries:
-                continue
-            return False, exc
         except Exception as exc:
             _raw_exec(raw, "ROLLBACK TO SAVEPOINT pbd_unit")
             _raw_exec(raw, "RELEASE SAVEPOINT pbd_unit")
+            if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt + 1 < tries:
+                continue
             return False, exc
         _raw_exec(raw, "RELEASE SAVEPOINT pbd_unit")
         return True, value
     raise AssertionError("unreachable")
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, raw (psycopg) or wrapped by SQLAlchemy."""
+    return getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
 
 
 def _raw_exec(dbapi_conn: Any, sql: str) -> None:
@@ -160,10 +197,6 @@ def _raw_exec(dbapi_conn: Any, sql: str) -> None:
         cursor.execute(sql)
     finally:
         cursor.close()
-
-
-def _sqlstate(exc: sa.exc.DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
 
 
 def _discard(conn: sa.Connection | None) -> None:

@@ -11,7 +11,12 @@ from tests.helpers import new_lead, setup_campaign
 def world(admin):
     campaign = setup_campaign(admin)
     lead = new_lead(admin, campaign["id"], first_name="Ada", state="NY")
-    return {"org": admin.org_id, "cid": campaign["id"], "tid": lead["transaction_id"], "lead_id": lead["lead_id"]}
+    return {
+        "org": admin.org_id,
+        "cid": campaign["id"],
+        "tid": lead["transaction_id"],
+        "lead_id": lead["lead_id"],
+    }
 
 
 def post(client, world, **params):
@@ -45,27 +50,90 @@ def test_alias_resolves_to_event(admin, world):
         ({"transaction_id": "x"}, 400, "missing_event_id"),
         ({"event_id": "", "transaction_id": "x"}, 400, "missing_event_id"),
         ({"event_id": "sale_completed"}, 400, "missing_transaction_id"),
-        ({"event_id": "sale_completed", "transaction_id": "nope", "revenue": 1}, 400, "lead_not_found"),
-        ({"event_id": "unknown_event", "transaction_id": "{tid}", "revenue": 1}, 400, "invalid_event_id"),
+        (
+            {"event_id": "sale_completed", "transaction_id": "nope", "revenue": 1},
+            400,
+            "lead_not_found",
+        ),
+        (
+            {"event_id": "unknown_event", "transaction_id": "{tid}", "revenue": 1},
+            400,
+            "invalid_event_id",
+        ),
         ({"event_id": "sale_completed", "transaction_id": "{tid}"}, 400, "missing_revenue"),
-        ({"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": "ten"}, 400, "invalid_revenue"),
-        ({"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": True}, 400, "invalid_revenue"),
-        ({"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": [1]}, 400, "invalid_revenue"),
-        ({"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": "NaN"}, 400, "invalid_revenue"),
+        (
+            {"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": "ten"},
+            400,
+            "invalid_revenue",
+        ),
+        (
+            {"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": True},
+            400,
+            "invalid_revenue",
+        ),
+        (
+            {"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": [1]},
+            400,
+            "invalid_revenue",
+        ),
+        (
+            {"event_id": "sale_completed", "transaction_id": "{tid}", "revenue": "NaN"},
+            400,
+            "invalid_revenue",
+        ),
         ({"event_id": "page_view", "transaction_id": "{tid}", "pid": "nobody"}, 400, "invalid_pid"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "pid": "paused"}, 403, "source_inactive"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "conversion_date": "2026-13-01"}, 400, "invalid_conversion_date"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "conversion_timezone": "CET"}, 400, "invalid_conversion_timezone"),
+        (
+            {"event_id": "page_view", "transaction_id": "{tid}", "pid": "paused"},
+            403,
+            "source_inactive",
+        ),
+        (
+            {"event_id": "page_view", "transaction_id": "{tid}", "conversion_date": "2026-13-01"},
+            400,
+            "invalid_conversion_date",
+        ),
+        (
+            {"event_id": "page_view", "transaction_id": "{tid}", "conversion_timezone": "CET"},
+            400,
+            "invalid_conversion_timezone",
+        ),
         ({"event_id": "page_view", "transaction_id": "{tid}", "cost": "1,5"}, 400, "invalid_cost"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "cost": 1, "cost_operation": "mul"}, 400, "invalid_cost_operation"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "tcpa_consent": "maybe"}, 400, "invalid_tcpa_consent"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "tcpa_consent_date": "yesterday"}, 400, "invalid_tcpa_consent_date"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "bad-name": "x"}, 400, "invalid_field_name"),
-        ({"event_id": "page_view", "transaction_id": "{tid}", "nested": {"a": 1}}, 400, "invalid_nested"),
+        (
+            {
+                "event_id": "page_view",
+                "transaction_id": "{tid}",
+                "cost": 1,
+                "cost_operation": "mul",
+            },
+            400,
+            "invalid_cost_operation",
+        ),
+        (
+            {"event_id": "page_view", "transaction_id": "{tid}", "tcpa_consent": "maybe"},
+            400,
+            "invalid_tcpa_consent",
+        ),
+        (
+            {"event_id": "page_view", "transaction_id": "{tid}", "tcpa_consent_date": "yesterday"},
+            400,
+            "invalid_tcpa_consent_date",
+        ),
+        (
+            {"event_id": "page_view", "transaction_id": "{tid}", "bad-name": "x"},
+            400,
+            "invalid_field_name",
+        ),
+        (
+            {"event_id": "page_view", "transaction_id": "{tid}", "nested": {"a": 1}},
+            400,
+            "invalid_nested",
+        ),
     ],
 )
 def test_error_cases(admin, world, params, status, code):
-    params = {k: (v.format(tid=world["tid"]) if isinstance(v, str) else v) for k, v in params.items()}
+    params = {
+        k: (v.format(tid=world["tid"]) if isinstance(v, str) else v) for k, v in params.items()
+    }
     r = post(admin, world, **params)
     assert (r.status_code, r.json()["code"]) == (status, code), r.text
     assert r.json()["success"] is False and r.json()["message"]
@@ -78,15 +146,25 @@ def test_duplicate_event_rejected_but_allowed_when_configured(admin, world):
     r = post(admin, world, **args)
     assert (r.status_code, r.json()["code"]) == (400, "duplicate_event")
     for _ in range(2):
-        assert post(admin, world, event_id="upsell", transaction_id=world["tid"], revenue=2).status_code == 200
+        assert (
+            post(
+                admin, world, event_id="upsell", transaction_id=world["tid"], revenue=2
+            ).status_code
+            == 200
+        )
     assert len(admin.get("/api/v1/conversions").json()["data"]) == 3
 
 
 def test_get_query_string_and_form_post(admin, world):
     url = f"/api/event/global/{world['org']}"
-    r = admin.get(url, params={"event_id": "sale_completed", "transaction_id": world["tid"], "revenue": "9.99"})
+    r = admin.get(
+        url,
+        params={"event_id": "sale_completed", "transaction_id": world["tid"], "revenue": "9.99"},
+    )
     assert r.status_code == 200, r.text
-    r = admin.post(url, data={"event_id": "page_view", "transaction_id": world["tid"], "sub2": "form"})
+    r = admin.post(
+        url, data={"event_id": "page_view", "transaction_id": world["tid"], "sub2": "form"}
+    )
     assert r.status_code == 200, r.text
     lead = admin.get(f"/api/v1/leads/{world['lead_id']}").json()
     assert lead["sub2"] == "form"
@@ -111,12 +189,29 @@ def test_lead_fields_costs_and_dates_update_the_lead(admin, world):
     }
     r = post(admin, world, **params)
     assert r.status_code == 200, r.text
-    for op, amount, expected in (("add", 1.5, 4.0), ("substract", 1, 3.0), ("subtract", 0.5, 2.5), ("override", 9, 9.0)):
-        r = post(admin, world, event_id="page_view", transaction_id=world["tid"], cost=amount, cost_operation=op)
+    for op, amount, expected in (
+        ("add", 1.5, 4.0),
+        ("substract", 1, 3.0),
+        ("subtract", 0.5, 2.5),
+        ("override", 9, 9.0),
+    ):
+        r = post(
+            admin,
+            world,
+            event_id="page_view",
+            transaction_id=world["tid"],
+            cost=amount,
+            cost_operation=op,
+        )
         assert r.status_code == 200
         assert admin.get(f"/api/v1/leads/{world['lead_id']}").json()["cost"] == expected
     lead = admin.get(f"/api/v1/leads/{world['lead_id']}").json()
-    assert (lead["sub1"], lead["adv3"], lead["utm_campaign"], lead["external_click_id"]) == ("s1", "a3", "spring", "ext-1")
+    assert (lead["sub1"], lead["adv3"], lead["utm_campaign"], lead["external_click_id"]) == (
+        "s1",
+        "a3",
+        "spring",
+        "ext-1",
+    )
     assert lead["tcpa_consent"] is True and lead["tcpa_consent_date"] == "2026-11-01"
     assert lead["adspend"] == 7 and lead["min_price"] == 3.25
     assert lead["fields"] == {"first_name": "Ada", "state": "NY", "email": "ada@example.com"}
@@ -137,5 +232,8 @@ def test_other_organization_cannot_fire_on_lead(admin, world, engine):
     from tests.conftest import new_org
 
     other_org, _key = new_org(engine, "other")
-    r = admin.post(f"/api/event/global/{other_org}", json={"event_id": "page_view", "transaction_id": world["tid"]})
+    r = admin.post(
+        f"/api/event/global/{other_org}",
+        json={"event_id": "page_view", "transaction_id": world["tid"]},
+    )
     assert (r.status_code, r.json()["code"]) == (400, "lead_not_found")
