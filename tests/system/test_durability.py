@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import signal
 import time
-import warnings
 
 import aiohttp
 import pytest
@@ -194,17 +193,8 @@ def test_acknowledged_events_survive_sigkill(db_url, tmp_path, servers):
     assert len(acked) >= KILL_AFTER_ACKS, (len(acked), len(refused), len(failed), elapsed)
     assert failed, "server was killed after every request had been answered"
     assert len(acked) + len(refused) + len(failed) == REQUESTS
-    # Refusals before the crash may only be the documented in-process lock (no 5xx) ...
-    allowed = {"event_locked"}
-    if db_url.startswith("postgresql"):
-        # ... except, for now, KNOWN BUG: on PostgreSQL two writer threads' batches can
-        # update the same two leads in opposite order; PostgreSQL aborts one unit with
-        # DeadlockDetected, answered 500 internal_error. Nothing is acknowledged or written
-        # (checked below), so durability holds; remove this once the writer avoids it.
-        allowed.add("internal_error")
-        if deadlocks := [i for i, (_, code) in refused.items() if code == "internal_error"]:
-            warnings.warn(f"{len(deadlocks)} requests got 500 (writer deadlock?)", stacklevel=1)
-    assert {code for _, code in refused.values()} <= allowed, refused
+    # Refusals before the crash may only be the documented concurrent-event lock (no 5xx).
+    assert {code for _, code in refused.values()} <= {"event_locked"}, refused
 
     server.start()  # same port, same database
 
