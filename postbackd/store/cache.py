@@ -25,7 +25,7 @@ class ConfigCache:
         self._listeners: list[Callable[[], None]] = []
 
     def get(self, conn: sa.Connection, key: tuple, load: Callable[[sa.Connection], Any]) -> Any:
-        full = (str(conn.engine.url), *key)
+        full = (id(conn.engine), *key)  # one process may hold several databases (tests)
         hit = self._data.get(full)
         now = time.monotonic()
         if hit is not None and now - hit[0] < self.ttl:
