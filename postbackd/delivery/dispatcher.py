@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 100
 POLL_SECONDS = 0.5
 CONFIG_TTL = 1.0
+MIN_CLAIM_INTERVAL = 0.003  # seconds between claims that came back short
 
 
 class Dispatcher:
@@ -61,6 +62,7 @@ class Dispatcher:
         self._claims = 0
         self._next_due: float | None = None  # monotonic time of the earliest retry we scheduled
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future] = {}
         CONFIG.on_clear(self._cache.clear)  # admin writes reach the worker's cache too
 
     def ring(self) -> None:
@@ -71,11 +73,16 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        last_claim = 0.0
         while not stop.is_set():
+            # Coalesce doorbells: under steady ingest every commit rings, and a claim per
+            # ring would cost a writer transaction per event.
+            await asyncio.sleep(max(0.0, last_claim + MIN_CLAIM_INTERVAL - time.monotonic()))
             self._wake.clear()  # before claiming: a ring during the claim is not lost
-            claimed = await self._claim()
-            if claimed and len(self._inflight) < self.settings.worker_concurrency:
-                continue  # more may be waiting
+            last_claim = time.monotonic()
+            claimed, asked = await self._claim()
+            if asked and claimed == asked:
+                continue  # a full batch: more may be waiting
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             _done, pending = await asyncio.wait(
                 waiters, timeout=self._wait_seconds(), return_when=asyncio.FIRST_COMPLETED
@@ -110,43 +117,51 @@ class Dispatcher:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=timeout)
 
-    async def _claim(self) -> int:
+    async def _claim(self) -> tuple[int, int]:
+        """(claimed, asked for); nothing is asked for while every slot is busy."""
         free = self.settings.worker_concurrency - len(self._inflight)
         if free <= 0:
-            return 0
+            return 0, 0
         self._claims += 1
         token = f"{self.worker_id}#{self._claims}"
         lease = self.settings.lease_seconds
+        asked = min(free, CLAIM_BATCH)
         try:
-            batch = await self.writer.run(
-                outbox.claim_due, token, min(free, CLAIM_BATCH), lease, utcnow()
-            )
+            batch = await self.writer.run(outbox.claim_due, token, asked, lease, utcnow())
         except Exception:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
-            return 0
+            return 0, asked
         for delivery in batch:
             if delivery["id"] in self._sending:
                 continue  # our own lease ran out while we still work on it: never twice at once
             self._sending.add(delivery["id"])
             self._tokens[token] = self._tokens.get(token, 0) + 1
-            task = asyncio.create_task(self.deliver(delivery))
+            task = asyncio.create_task(self._tracked(delivery))
             task.delivery = delivery
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        return len(batch)
+        return len(batch), asked
 
     def _done(self, task: asyncio.Task) -> None:
+        was_full = len(self._inflight) >= self.settings.worker_concurrency
         self._inflight.discard(task)
-        delivery = task.delivery
-        self._sending.discard(delivery["id"])
-        token = delivery["leased_by"]
+        token = task.delivery["leased_by"]
         self._tokens[token] -= 1
         if not self._tokens[token]:
             del self._tokens[token]
-        self._wake.set()
+        if was_full:
+            self._wake.set()  # a slot opened while work may be waiting
         if not task.cancelled() and task.exception():
             log.error("delivery task failed", exc_info=task.exception())
+
+    async def _tracked(self, delivery: dict) -> str:
+        try:
+            return await self.deliver(delivery)
+        finally:
+            # Here, not in the done callback: the delivery may be due again (a retry with
+            # no delay) and claimed before the callback runs.
+            self._sending.discard(delivery["id"])
 
     async def deliver(self, delivery: dict) -> str:
         """One attempt of one claimed delivery; returns the new state."""
@@ -230,11 +245,18 @@ class Dispatcher:
         return update["state"]
 
     async def _read(self, kind: str, id_: str) -> dict | None:
-        """Postbacks and organizations, cached for a second: config edits apply within 1 s."""
+        """Postbacks and organizations, cached for a second (admin writes in this process
+        clear it at once); concurrent misses share one load."""
         hit = self._cache.get((kind, id_))
         if hit and time.monotonic() - hit[0] < CONFIG_TTL:
             return hit[1]
-        value = await asyncio.to_thread(self._load, kind, id_)
+        loading = self._loading.get((kind, id_))
+        if loading is None:
+            loading = self._loading[(kind, id_)] = asyncio.ensure_future(
+                asyncio.to_thread(self._load, kind, id_)
+            )
+            loading.add_done_callback(lambda _f: self._loading.pop((kind, id_), None))
+        value = await asyncio.shield(loading)
         self._cache[(kind, id_)] = (time.monotonic(), value)
         return value
 

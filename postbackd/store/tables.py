@@ -258,6 +258,7 @@ deliveries = sa.Table(
     sa.Column("finished_at", UTCDateTime),
     *_stamps(),
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
+    sa.Index("ix_deliveries_lease", "state", "lease_until"),
     sa.Index("ix_deliveries_postback", "postback_id", "created_at"),
     sa.Index("ix_deliveries_org_created", "org_id", "created_at"),
 )
