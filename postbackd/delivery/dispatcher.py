@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 100
 POLL_SECONDS = 0.5
 CONFIG_TTL = 1.0
-MIN_CLAIM_INTERVAL = 0.003  # seconds between claims that came back short
+MIN_CLAIM_INTERVAL = 0.005  # seconds between claims that came back short
 
 
 class Dispatcher:

@@ -48,6 +48,11 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
         cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # The outbox and lead rows are read back soon after they are written: keep them in
+        # memory (the default 2 MB page cache thrashed once a backlog built up).
+        cur.execute("PRAGMA cache_size=-131072")
+        cur.execute("PRAGMA mmap_size=268435456")
+        cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
     @event.listens_for(engine, "begin")
