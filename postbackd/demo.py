@@ -17,6 +17,7 @@ from postbackd.outbound.signing import generate_secret
 from postbackd.record import enter_lead, fire_event
 from postbackd.settings import Settings
 from postbackd.store import campaigns, orgs, postbacks
+from postbackd.store.tables import campaigns as campaigns_t
 from postbackd.store.tables import organizations
 from postbackd.store.tables import postbacks as postbacks_t
 from postbackd.store.writer import Writer
@@ -143,8 +144,6 @@ def _ensure_org(conn: sa.Connection, settings: Settings) -> str:
 
 
 def _campaign_id(conn: sa.Connection, org_id: str) -> str:
-    from postbackd.store.tables import campaigns as campaigns_t
-
     stmt = (
         sa.select(campaigns_t.c.id).where(campaigns_t.c.org_id == org_id).order_by(campaigns_t.c.id)
     )

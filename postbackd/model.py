@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class EventType(enum.StrEnum):
@@ -95,3 +98,28 @@ CONVERSION_TIMEZONES = {
     "HST": -10,
     "AST": -4,
 }
+
+
+def no_nul(data: Any) -> Any:
+    """PostgreSQL text cannot hold NUL; refuse it anywhere in a request body."""
+    if isinstance(data, str) and "\x00" in data:
+        raise ValueError("text must not contain NUL characters")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            no_nul(key)
+            no_nul(value)
+    elif isinstance(data, list):
+        for value in data:
+            no_nul(value)
+    return data
+
+
+class StrictModel(BaseModel):
+    """Base of every configuration and admin request body: unknown keys and NUL refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return no_nul(data)

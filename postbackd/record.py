@@ -26,8 +26,10 @@ from postbackd.store import campaigns, caps, conversions, fast, leads, orgs, out
 from postbackd.store.cache import CONFIG
 from postbackd.store.rows import get_scoped
 from postbackd.store.tables import campaigns as campaigns_table
+from postbackd.store.tables import conversions as conversions_table
+from postbackd.store.tables import event_definitions, utcnow
+from postbackd.store.tables import leads as leads_table
 from postbackd.store.tables import sources as sources_table
-from postbackd.store.tables import utcnow
 
 # ---- lead entry -------------------------------------------------------------------------
 
@@ -89,7 +91,6 @@ def complete_lead(conn: sa.Connection, lead: dict, cmd: LeadCommand) -> dict:
 def distribute_lead(
     conn: sa.Connection, org_id: str, lead_id: str, sold: bool, buyer: str | None, price
 ) -> dict:
-    from postbackd.store.tables import leads as leads_table
 
     lead = get_scoped(conn, leads_table, org_id, lead_id)
     if lead is None:
@@ -245,9 +246,6 @@ def _insert_conversion(conn, lead, evd, source, cmd: EventCommand, dedupe_key) -
 def set_conversion_status(
     conn: sa.Connection, org_id: str, conversion_id: str, status: str, note: str
 ) -> dict:
-    from postbackd.store.tables import conversions as conversions_table
-    from postbackd.store.tables import event_definitions
-    from postbackd.store.tables import leads as leads_table
 
     conv = get_scoped(conn, conversions_table, org_id, conversion_id)
     if conv is None:
@@ -378,9 +376,6 @@ def occurrence_for(
     conn: sa.Connection, org_id: str, lead_id: str, conversion_id: str | None = None
 ) -> Occurrence:
     """An occurrence rebuilt from stored rows, for the test endpoint and manual fires."""
-    from postbackd.store.tables import conversions as conversions_table
-    from postbackd.store.tables import event_definitions
-    from postbackd.store.tables import leads as leads_table
 
     lead = get_scoped(conn, leads_table, org_id, lead_id) or leads.by_transaction_id(conn, lead_id)
     if lead is None or lead["org_id"] != org_id:

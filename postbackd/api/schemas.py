@@ -5,20 +5,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
-    model_validator,
 )
 
-from postbackd.inbound.values import no_nul
-from postbackd.model import ConversionStatus, EventType, SourceType
+from postbackd.model import ConversionStatus, EventType, SourceType, StrictModel
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 Slug = Annotated[str, StringConstraints(pattern=SLUG, strip_whitespace=True)]
@@ -55,13 +51,8 @@ HttpUrl = Annotated[
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return no_nul(data)
+class Body(StrictModel):
+    """An admin API request body."""
 
 
 class OrganizationUpdate(Body):

@@ -135,20 +135,6 @@ def json_value(name: str, value: Any, *, max_depth: int = 16, max_items: int = 1
     return value
 
 
-def no_nul(data: Any) -> Any:
-    """PostgreSQL text cannot hold NUL; refuse it in any string of a request body."""
-    if isinstance(data, str) and "\x00" in data:
-        raise ValueError("text must not contain NUL characters")
-    if isinstance(data, dict):
-        for key, value in data.items():
-            no_nul(key)
-            no_nul(value)
-    elif isinstance(data, list):
-        for value in data:
-            no_nul(value)
-    return data
-
-
 def field_name(name: str) -> str:
     if not FIELD_NAME.match(name):
         raise InputError("invalid_field_name", f"{name[:64]!r} is not a valid lead field name")

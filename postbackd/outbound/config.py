@@ -10,10 +10,9 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from postbackd.inbound.values import no_nul
-from postbackd.model import ConversionStatus, Trigger
+from postbackd.model import ConversionStatus, StrictModel, Trigger
 from postbackd.outbound import macros
 from postbackd.outbound.filters import FilterConfig
 from postbackd.outbound.formats import BodyFormat
@@ -57,13 +56,8 @@ def _headers(value: dict[str, str]) -> dict[str, str]:
     return _macro_syntax(value)
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return no_nul(data)
+class Model(StrictModel):
+    """A part of a postback's configuration."""
 
 
 class Auth(Model):
