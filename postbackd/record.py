@@ -305,6 +305,8 @@ def plan_deliveries(
         if screened:
             values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))
         out.append(outbox.insert_delivery(conn, values))
+    if any(d["state"] == DeliveryState.PENDING for d in out):
+        outbox.announce(conn)
     return out
 
 

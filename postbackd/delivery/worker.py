@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from postbackd.crypto import SecretBox
 from postbackd.delivery import ssrf
 from postbackd.delivery.dispatcher import Dispatcher
+from postbackd.delivery.notify import Listener
 from postbackd.delivery.sender import Sender
 from postbackd.settings import Settings
 from postbackd.store.cache import CONFIG
@@ -39,9 +40,14 @@ async def running(
     dispatcher = Dispatcher(settings, engine, writer, sender, make_box(settings))
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stop))
+    listener = Listener(str(engine.url.render_as_string(hide_password=False)), dispatcher.ring)
+    if engine.dialect.name == "postgresql":
+        listener.start()  # deliveries written by other processes wake this worker at once
     try:
         yield dispatcher
     finally:
+        if engine.dialect.name == "postgresql":
+            listener.stop()
         stop.set()
         dispatcher.ring()
         await asyncio.wait_for(task, 30)

@@ -105,7 +105,7 @@ class Table:
             lambda: self.table.insert().values({n: sa.bindparam(n) for n in names}),
             conn.dialect,
         )
-        _execute(conn, sql, self._bind(conn, row))
+        execute(conn, sql, self._bind(conn, row))
 
     def update(
         self,
@@ -127,7 +127,7 @@ class Table:
         sql = self._compile(("update", conn.dialect.name, names, conds), build, conn.dialect)
         params = {**self._bind(conn, values), "pk_": id_}
         params.update({f"w_{c}": v for c, v in self._bind(conn, where or {}).items()})
-        return _execute(conn, sql, params).rowcount
+        return execute(conn, sql, params).rowcount
 
     def select_one(
         self, conn: sa.Connection, column: str, value: Any, names: Iterable[str] | None = None
@@ -139,7 +139,7 @@ class Table:
             lambda: sa.select(*[t.c[n] for n in cols]).where(t.c[column] == sa.bindparam("v_")),
             conn.dialect,
         )
-        row = _execute(conn, sql, {"v_": value}).fetchone()
+        row = execute(conn, sql, {"v_": value}).fetchone()
         if row is None:
             return None
         if conn.dialect.name == "postgresql":
@@ -151,7 +151,7 @@ class Table:
 INTEGRITY_ERRORS = (sa.exc.IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 
 
-def _execute(conn: sa.Connection, sql: str, params: dict[str, Any]):
+def execute(conn: sa.Connection, sql: str, params: dict[str, Any]):
     cursor = conn.connection.dbapi_connection.cursor()
     cursor.execute(sql, params)
     return cursor

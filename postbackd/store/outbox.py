@@ -17,6 +17,7 @@ from postbackd.store import fast
 from postbackd.store.rows import get_scoped, page
 from postbackd.store.tables import deliveries, delivery_attempts, utcnow
 
+CHANNEL = "postbackd_outbox"  # PostgreSQL LISTEN/NOTIFY channel of new due deliveries
 FAST = fast.Table(deliveries)
 FAST_ATTEMPTS = fast.Table(delivery_attempts)
 DUE_STATES = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
@@ -40,6 +41,13 @@ def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> dict:
         row["finished_at"] = now
     FAST.insert(conn, row)
     return row
+
+
+def announce(conn: sa.Connection) -> None:
+    """Inside a writing transaction: wake listening workers on commit (PostgreSQL only;
+    notifications are coalesced per transaction, so a batch rings once)."""
+    if conn.dialect.name == "postgresql":
+        fast.execute(conn, f"SELECT pg_notify('{CHANNEL}', '')", {})
 
 
 def _due_branches(now: datetime, limit: int) -> list[sa.Select]:
@@ -201,6 +209,7 @@ def requeue(
         )
     ]
     if chosen:
+        announce(conn)
         conn.execute(
             deliveries.update()
             .where(deliveries.c.id.in_(chosen))
