@@ -292,8 +292,8 @@ def list_deliveries(
         "lead_id": lead_id,
         "conversion_id": conversion_id,
         "skip_filter": skip_filter,
-        "created_after": created_after,
-        "created_before": created_before,
+        "created_after": aware(created_after, "created_after"),
+        "created_before": aware(created_before, "created_before"),
     }
     items, next_cursor = svc.read(
         lambda c: outbox.search(c, org_id, filters_, limit=limit, cursor=cursor)

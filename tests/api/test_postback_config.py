@@ -220,3 +220,20 @@ def test_campaign_and_source_must_belong_to_the_organization(admin, engine):
     r = admin.patch(url, json={"campaign_id": theirs["id"]})
     assert (r.status_code, r.json()["code"]) == (400, "invalid_campaign_id"), r.text
     assert admin.get(url).json()["campaign_id"] == own["id"]
+
+
+def test_delivery_time_filters_need_an_offset(admin):
+    for params in (
+        {"created_after": "2026-01-01T00:00:00"},
+        {"created_before": "0001-01-01T00:00:00+14:00"},
+    ):
+        r = admin.get("/api/v1/deliveries", params=params)
+        assert (r.status_code, r.json()["code"]) == (422, "validation_error"), r.text
+        r = admin.post("/api/v1/deliveries/replay", json=params)
+        assert (r.status_code, r.json()["code"]) == (422, "validation_error"), r.text
+    assert (
+        admin.get(
+            "/api/v1/deliveries", params={"created_after": "2026-01-01T00:00:00Z"}
+        ).status_code
+        == 200
+    )
