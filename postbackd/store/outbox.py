@@ -183,10 +183,18 @@ def search(
     return page(conn, deliveries, filter_clause(org_id, filters), **paging)
 
 
+def _replayable(filters: dict[str, Any]) -> sa.ColumnElement[bool]:
+    """Finished deliveries only; skipped ones (stopped by a posting filter, perhaps for legal
+    reasons) only when asked for by `state="skipped"`."""
+    if filters.get("state"):
+        wanted = [filters["state"]] if filters["state"] in FINAL_STATES else []
+    else:
+        wanted = [DeliveryState.DELIVERED.value, DeliveryState.DEAD.value]
+    return deliveries.c.state.in_(wanted)
+
+
 def count(conn: sa.Connection, org_id: str, filters: dict[str, Any]) -> int:
-    where = filter_clause(org_id, filters) + [
-        deliveries.c.state.in_([s.value for s in FINAL_STATES])
-    ]
+    where = filter_clause(org_id, filters) + [_replayable(filters)]
     return conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(*where)).scalar()
 
 
@@ -195,13 +203,11 @@ def requeue(
 ) -> list[str]:
     """Replay: put finished deliveries matching `filters` back to pending, keeping their key.
 
-    Only finished ones (delivered, dead, skipped): a replay never races a running attempt,
-    and repeated calls make progress through a large set.
+    Only finished ones (see `_replayable`): a replay never races a running attempt, and
+    repeated calls make progress through a large set.
     """
     now = utcnow()
-    where = filter_clause(org_id, filters) + [
-        deliveries.c.state.in_([s.value for s in FINAL_STATES])
-    ]
+    where = filter_clause(org_id, filters) + [_replayable(filters)]
     chosen = [
         r.id
         for r in conn.execute(

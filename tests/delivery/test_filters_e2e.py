@@ -583,3 +583,30 @@ def test_dry_run_explains_every_filter_in_order(live, receiver):
 
     # Skips stay final (never sent) and are counted by filter, organization-wide.
     assert stats(live)["skipped_by_filter"] == {"state": 1, "zip": 1}
+
+
+def test_replay_without_a_state_leaves_skipped_deliveries_alone(live, receiver):
+    """A bulk replay must not send what a posting filter stopped (it may be a legal exclusion)."""
+    campaign = setup_campaign(live)
+    pb = live.post(
+        "/api/v1/postbacks",
+        json={
+            "name": "no CA",
+            "trigger": "event",
+            "url": receiver.url + "/pb",
+            "filters": {"state": {"enabled": True, "states": ["CA"]}},
+        },
+    ).json()
+    lead = _new_lead(live, campaign["id"], state="CA")
+    r = live.post(
+        f"/api/event/global/{live.org_id}",
+        json={"event_id": "sale_completed", "transaction_id": lead["transaction_id"], "revenue": 1},
+    )
+    assert r.status_code == 200
+    assert live.post("/api/v1/deliveries/replay", json={"postback_id": pb["id"]}).json() == {
+        "replayed": 0
+    }
+    replayed = live.post(
+        "/api/v1/deliveries/replay", json={"postback_id": pb["id"], "state": "skipped"}
+    )
+    assert replayed.json() == {"replayed": 1}
