@@ -10,6 +10,10 @@ template's literal text. A token without a value renders empty and is reported i
 unless `|default` fills it. A modifier that cannot read its input (`|date` on "abc") leaves
 the token without a value. Malformed modifiers raise `MacroSyntaxError`; `validate` reports
 them without raising, and `unknown_names` lists names a caller does not know.
+
+Each template is compiled once into a plan (literal text and tokens with their lookup paths
+and modifier steps, or the token's syntax error, raised on every render), so rendering the
+same postback config for every delivery is a tight loop.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -49,9 +54,12 @@ _XML_ENTITIES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
     | {"\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}  # kept exact in attributes too
 )
+_XML_SPECIAL = re.compile("[&<>\"'\t\n\r]")
 _JSON_UNSAFE = re.compile("[\u2028\u2029\ud800-\udfff]")
+_URL_UNRESERVED = re.compile(r"[A-Za-z0-9_.~\-]*")
 _EXACT_CASE = {("req", "qs"), ("req", "cookie")}  # query and cookie names are case-sensitive
 _MISSING = object()
+_PLAIN = frozenset({str, int, float, bool})  # JSON-native as they are
 
 
 class Escape(enum.StrEnum):
@@ -93,7 +101,7 @@ class Rendered:
 def render(template: str, context: Mapping[str, Any], escape: Escape = Escape.RAW) -> Rendered:
     """Fill every token of `template`, escaping values (never literal text) for `escape`."""
     missing: list[str] = []
-    text = _fill(template, context, _ESCAPERS[Escape(escape)], missing)
+    text = _fill(_plan(template), context, _escaper(escape), missing)
     return Rendered(text, _dedupe(missing))
 
 
@@ -128,13 +136,70 @@ def validate(template: str | Any) -> list[str]:
 # --- filling and compiling ----------------------------------------------------------------
 
 
-def _fill(template: str, context: Mapping[str, Any], escaper: Escaper, missing: list[str]) -> str:
+@dataclass(frozen=True, slots=True)
+class _Macro:
+    """A token compiled once: how to look it up, its modifier steps, or its syntax error."""
+
+    name: str
+    key: str | None  # the name when it is one plain key: a dict context is one `get` away
+    path: tuple[tuple[str, bool], ...]  # (key, exact case) per level, req.session aliased
+    steps: tuple[Step, ...]
+    error: str | None  # raised on every render, as an uncached compile would raise it
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A template compiled once: literal text before each token, the text after the last."""
+
+    pieces: tuple[tuple[str, _Macro], ...]
+    tail: str
+    single: _Macro | None  # the template is exactly this one token (it keeps the value type)
+
+
+@lru_cache(maxsize=4096)
+def _plan(template: str) -> _Plan:
+    """Compile a template; configs repeat the same few templates for every delivery."""
+    pieces: list[tuple[str, _Macro]] = []
+    start = 0
+    for match in _TOKEN_RE.finditer(template):
+        pieces.append((template[start : match.start()], _macro(*match.groups())))
+        start = match.end()
+    whole = _TOKEN_RE.fullmatch(template)  # then it was also the one token found above
+    return _Plan(tuple(pieces), template[start:], pieces[0][1] if whole else None)
+
+
+def _macro(name: str, modifiers: str) -> _Macro:
+    """Split the name into its lookup path and keep a malformed token's message for later."""
+    try:
+        steps, error = _compile(Token(name, modifiers)), None
+    except MacroSyntaxError as exc:
+        steps, error = (), str(exc)
+    parts = name.split(".")
+    if parts[:2] == ["req", "session"]:
+        parts[1] = "sessionData"
+    exact = tuple(parts[:2]) in _EXACT_CASE
+    path = tuple((part, exact and depth == 2) for depth, part in enumerate(parts))
+    return _Macro(name, name if len(parts) == 1 else None, path, steps, error)
+
+
+def _fill(plan: _Plan, context: Mapping[str, Any], escaper: Escaper, missing: list[str]) -> str:
     """Replace each token by its escaped text; everything between tokens is copied as is."""
+    if not plan.pieces:
+        return plan.tail
+    out: list[str] = []
+    for literal, macro in plan.pieces:
+        out.append(literal)
+        out.append(escaper(_to_text(_evaluate(macro, context, missing))))
+    out.append(plan.tail)
+    return "".join(out)
 
-    def one(match: re.Match[str]) -> str:
-        return escaper(_to_text(_evaluate(Token(*match.groups()), context, missing)))
 
-    return _TOKEN_RE.sub(one, template)
+def _escaper(escape: Escape | str) -> Escaper:
+    """The escaper for `escape`; a plain dict hit spares the enum conversion per render."""
+    try:
+        return _ESCAPERS[escape]
+    except (KeyError, TypeError):
+        return _ESCAPERS[Escape(escape)]
 
 
 @lru_cache(maxsize=2048)
@@ -272,29 +337,34 @@ _EXAMPLES = {"date": "%Y-%m-%d", "tz": "America/New_York", "round": "2", "fixed"
 # --- resolving and converting values ------------------------------------------------------
 
 
-def _evaluate(token: Token, context: Mapping[str, Any], missing: list[str]) -> Any:
+def _evaluate(macro: _Macro, context: Mapping[str, Any], missing: list[str]) -> Any:
     """Look a token up and run its modifiers; a final None means "no value" and is noted."""
-    steps = _compile(token)
-    value = _lookup(context, token.name)
+    if macro.error is not None:
+        raise MacroSyntaxError(macro.error) from None
+    value = _MISSING
+    if macro.key is not None and type(context) is dict:
+        value = context.get(macro.key, _MISSING)  # the common case: a plain, exact key
+    if value is _MISSING:
+        value = _lookup(context, macro.path)
     if isinstance(value, datetime):
         value = _as_utc(value)
-    for step in steps:
+    for step in macro.steps:
         value = step(value)
     if value is None:
-        missing.append(token.name)
+        missing.append(macro.name)
     return value
 
 
-def _lookup(context: Mapping[str, Any], name: str) -> Any:
+def _lookup(context: Mapping[str, Any], path: tuple[tuple[str, bool], ...]) -> Any:
     """Walk a dotted name through nested mappings (and list indexes); None when absent."""
-    parts = name.split(".")
-    if parts[:2] == ["req", "session"]:
-        parts[1] = "sessionData"
     node: Any = context
-    for depth, part in enumerate(parts):
-        node = _child(node, part, exact=depth == 2 and tuple(parts[:2]) in _EXACT_CASE)
-        if node is _MISSING:
-            return None
+    for part, exact in path:
+        child = node.get(part, _MISSING) if type(node) is dict else _MISSING
+        if child is _MISSING:
+            child = _child(node, part, exact=exact)
+            if child is _MISSING:
+                return None
+        node = child
     return node
 
 
@@ -338,6 +408,8 @@ def _decimal_text(number: Decimal) -> str:
 
 def _native(value: Any) -> Any:
     """JSON has no decimal or date type: decimals become int/float, dates ISO text."""
+    if value is None or type(value) in _PLAIN:
+        return value
     if isinstance(value, Decimal):
         whole = value.is_finite() and value == value.to_integral_value()
         return int(value) if whole else float(value)
@@ -386,21 +458,27 @@ def _utf8(value: Any) -> bytes:
 
 def _escape_url(text: str) -> str:
     """Percent-encode all but RFC 3986 unreserved characters, so a value is one component."""
+    if type(text) is str and _URL_UNRESERVED.fullmatch(text):
+        return text  # what `quote` returns for it, without its per-call setup
     return quote(text, safe="", errors="replace")
 
 
 def _escape_json(text: str) -> str:
     """The inside of a JSON string literal; also escapes U+2028/9 and lone surrogates."""
-    inner = json.dumps(text, ensure_ascii=False)[1:-1]
+    inner = encode_basestring(text)[1:-1]  # json.dumps(text, ensure_ascii=False), minus setup
+    if inner.isascii():
+        return inner
     return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match[0]):04x}", inner)
 
 
 def _escape_xml(text: str) -> str:
     """Text safe in XML elements and attributes; characters XML 1.0 forbids are dropped."""
-    return _XML_ILLEGAL.sub("", text).translate(_XML_ENTITIES)
+    if not (text.isascii() and text.isprintable()):  # printable ASCII is never illegal
+        text = _XML_ILLEGAL.sub("", text)
+    return text.translate(_XML_ENTITIES) if _XML_SPECIAL.search(text) else text
 
 
-_ESCAPERS: dict[Escape, Escaper] = {
+_ESCAPERS: dict[str, Escaper] = {  # Escape members are str, so plain names hit too
     Escape.URL: _escape_url,
     Escape.JSON: _escape_json,
     Escape.XML: _escape_xml,
@@ -410,10 +488,11 @@ _ESCAPERS: dict[Escape, Escaper] = {
 
 def _render_node(node: Any, context: Mapping[str, Any], missing: list[str]) -> Any:
     """Strings that are exactly one token keep the value's type; other strings become text."""
-    if isinstance(node, str) and (match := _TOKEN_RE.fullmatch(node)):
-        return _native(_evaluate(Token(*match.groups()), context, missing))
     if isinstance(node, str):
-        return _fill(node, context, str, missing)
+        plan = _plan(node)
+        if plan.single is not None:
+            return _native(_evaluate(plan.single, context, missing))
+        return _fill(plan, context, str, missing)
     if isinstance(node, Mapping):
         items = node.items()
         return {
@@ -426,7 +505,7 @@ def _render_node(node: Any, context: Mapping[str, Any], missing: list[str]) -> A
 
 def _render_key(key: Any, context: Mapping[str, Any], missing: list[str]) -> Any:
     """Keys are rendered as text (JSON keys are strings); other keys are left alone."""
-    return _fill(key, context, str, missing) if isinstance(key, str) else key
+    return _fill(_plan(key), context, str, missing) if isinstance(key, str) else key
 
 
 def _all_tokens(node: Any) -> Iterator[Token]:
@@ -443,4 +522,4 @@ def _all_tokens(node: Any) -> Iterator[Token]:
 
 
 def _dedupe(names: list[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(names)) if names else ()

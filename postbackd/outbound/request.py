@@ -45,10 +45,11 @@ class _Missing:
     """Collects the names of macros that rendered empty, in order, once each."""
 
     def __init__(self) -> None:
-        self.names: list[str] = []
+        self.names: dict[str, None] = {}  # a dict keeps first-seen order and dedupes in O(1)
 
     def add(self, names: tuple[str, ...]) -> None:
-        self.names += [n for n in names if n not in self.names]
+        if names:
+            self.names.update(dict.fromkeys(names))  # a known name keeps its first place
 
     def text(self, template: str, ctx: Mapping[str, Any], escape=macros.Escape.RAW) -> str:
         out = macros.render(template, ctx, escape)
@@ -123,6 +124,9 @@ def _with_query(url: str, query: Mapping[str, Any]) -> str:
 
 
 def _text(value: Any) -> str:
+    """A GET field or query value as text, exactly as the macro language renders it."""
+    if type(value) is str:
+        return value  # what rendering "{v}" gives for plain text, without the round trip
     if value is None:
         return ""
     if isinstance(value, bool):
