@@ -16,7 +16,6 @@ import random
 import secrets
 import socket
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,13 +23,14 @@ import sqlalchemy as sa
 
 from postbackd.crypto import SecretBox
 from postbackd.delivery import metrics
+from postbackd.delivery.recorder import Finish, Recorder
 from postbackd.delivery.retry import ErrorCode, Outcome, RetryPolicy, decide
 from postbackd.delivery.sender import Response, Sender, body_ok
 from postbackd.model import DeliveryState
 from postbackd.outbound import request as outbound_request
 from postbackd.outbound.signing import redact_headers, redact_text
 from postbackd.settings import Settings
-from postbackd.store import orgs, outbox, postbacks
+from postbackd.store import orgs, outbox
 from postbackd.store.cache import CONFIG
 from postbackd.store.tables import postbacks as postbacks_t
 from postbackd.store.tables import utcnow
@@ -53,6 +53,7 @@ class Dispatcher:
         self.sender = sender
         self.box = box
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.recorder = Recorder(writer, self.worker_id)
         self.rng = random.Random()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,7 +208,10 @@ class Dispatcher:
             number, started_at, req, resp, decision.reason, redact, self.settings.attempt_body_limit
         )
         update = _delivery_update(decision, number, resp, req)
-        outcome = Finish(
+        finish = Finish(
+            delivery=delivery,
+            attempt=attempt,
+            update=update,
             postback_id=postback["id"],
             outcome=decision.outcome,
             disable_after=config.get("disable_after_failures", 0),
@@ -216,9 +220,7 @@ class Dispatcher:
             streak=postback["consecutive_failures"] > 0
             or decision.outcome is not Outcome.DELIVERED,
         )
-        disabled = await self.writer.run(
-            _finish, delivery, self.worker_id, attempt, update, outcome
-        )
+        disabled = await self.recorder.record(finish)
         if decision.outcome is Outcome.DEAD:
             self._cache.pop(("postback", postback["id"]), None)  # its failure streak just changed
         if disabled:
@@ -335,36 +337,3 @@ def _delivery_update(decision, number: int, resp: Response, req) -> dict[str, An
         )
         update.update(state=state.value, next_attempt_at=None, finished_at=now)
     return update
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """What finishing an attempt does to its postback."""
-
-    postback_id: str
-    outcome: Outcome
-    disable_after: int
-    gone: bool
-    streak: bool
-
-
-def _finish(conn, delivery, worker, attempt, update, fin: Finish) -> bool:
-    """Record the attempt and new state; returns True when the postback got disabled."""
-    outbox.finish_attempt(conn, delivery, worker, attempt, update)
-    if fin.outcome is Outcome.RETRY or not fin.streak:
-        return False
-    if fin.gone:
-        postbacks.update(
-            conn,
-            fin.postback_id,
-            {"enabled": False, "disabled_reason": "the endpoint answered 410 Gone"},
-        )
-        return True
-    if postbacks.record_result(
-        conn, fin.postback_id, fin.outcome is Outcome.DELIVERED, fin.disable_after
-    ):
-        log.warning(
-            "postback %s disabled after %d consecutive failures", fin.postback_id, fin.disable_after
-        )
-        return True
-    return False

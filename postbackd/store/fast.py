@@ -74,6 +74,11 @@ def _from_sqlite(kind: str, value: Any) -> Any:
     return value
 
 
+def param(conn: sa.Connection, kind: str, value: Any) -> Any:
+    """One bound value of a hand-named parameter, converted like a column of `kind`."""
+    return (_to_pg if conn.dialect.name == "postgresql" else _to_sqlite)(kind, value)
+
+
 def _to_pg(kind: str, value: Any) -> Any:
     return Jsonb(value) if kind == "json" and value is not None else value
 
@@ -85,6 +90,7 @@ class Table:
         self.table = table
         self.kinds = {c.name: _kind(c) for c in table.columns}
         self._sql: dict[tuple, str] = {}
+        self._stmts: dict[tuple, tuple[str, dict[str, Any]]] = {}
 
     def _compile(self, key: tuple, build, dialect) -> str:
         sql = self._sql.get(key)
@@ -107,6 +113,43 @@ class Table:
         )
         execute(conn, sql, self._bind(conn, row))
 
+    def insert_many(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> None:
+        """One executemany for rows that share their keys (the first row's)."""
+        names = tuple(rows[0])
+        sql = self._compile(
+            ("insert", conn.dialect.name, names),
+            lambda: self.table.insert().values({n: sa.bindparam(n) for n in names}),
+            conn.dialect,
+        )
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.executemany(sql, [self._bind(conn, row) for row in rows])
+
+    def update_many(
+        self, conn: sa.Connection, changes: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]
+    ) -> None:
+        """`update` for many (id, values, where) triples of one shape, as one executemany."""
+        names, conds = tuple(changes[0][1]), tuple(changes[0][2])
+        build = self._update_stmt(names, conds)
+        sql = self._compile(("update", conn.dialect.name, names, conds), build, conn.dialect)
+        params = []
+        for id_, values, where in changes:
+            one = {**self._bind(conn, values), "pk_": id_}
+            one.update({f"w_{c}": v for c, v in self._bind(conn, where).items()})
+            params.append(one)
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.executemany(sql, params)
+
+    def _update_stmt(self, names: tuple[str, ...], conds: tuple[str, ...]):
+        t = self.table
+
+        def build():
+            clauses = [t.c.id == sa.bindparam("pk_")] + [
+                t.c[c] == sa.bindparam(f"w_{c}") for c in conds
+            ]
+            return t.update().where(*clauses).values({n: sa.bindparam(n) for n in names})
+
+        return build
+
     def update(
         self,
         conn: sa.Connection,
@@ -116,14 +159,7 @@ class Table:
     ) -> int:
         """UPDATE … WHERE id = id_ [AND column = value …]; returns the rows changed."""
         names, conds = tuple(values), tuple(where or ())
-        t = self.table
-
-        def build():
-            clauses = [t.c.id == sa.bindparam("pk_")] + [
-                t.c[c] == sa.bindparam(f"w_{c}") for c in conds
-            ]
-            return t.update().where(*clauses).values({n: sa.bindparam(n) for n in names})
-
+        build = self._update_stmt(names, conds)
         sql = self._compile(("update", conn.dialect.name, names, conds), build, conn.dialect)
         params = {**self._bind(conn, values), "pk_": id_}
         params.update({f"w_{c}": v for c, v in self._bind(conn, where or {}).items()})
@@ -140,11 +176,24 @@ class Table:
             conn.dialect,
         )
         row = execute(conn, sql, {"v_": value}).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self.decode(conn, cols, row)
+
+    def decode(self, conn: sa.Connection, cols: tuple[str, ...], row: tuple) -> dict:
+        """A driver row as SQLAlchemy would give it (psycopg already converts)."""
         if conn.dialect.name == "postgresql":
             return dict(zip(cols, row, strict=True))
         return {n: _from_sqlite(self.kinds[n], v) for n, v in zip(cols, row, strict=True)}
+
+    def compiled(self, conn: sa.Connection, key: tuple, build) -> tuple[str, dict[str, Any]]:
+        """Any statement over this table, compiled once per dialect under `key`, with the
+        values of the constants it binds (`state = 'pending'`, SQLite's `OFFSET 0`)."""
+        found = self._stmts.get((key, conn.dialect.name))
+        if found is None:
+            dialect = _SQLITE_NAMED if conn.dialect.name == "sqlite" else conn.dialect
+            compiled = build().compile(dialect=dialect)
+            constants = {k: v for k, v in compiled.params.items() if v is not None}
+            found = self._stmts[(key, conn.dialect.name)] = (str(compiled), constants)
+        return found
 
 
 # What a unique or foreign-key violation looks like, wrapped or straight from the driver.

@@ -50,11 +50,15 @@ def announce(conn: sa.Connection) -> None:
         fast.execute(conn, f"SELECT pg_notify('{CHANNEL}', '')", {})
 
 
-def _due_branches(now: datetime, limit: int) -> list[sa.Select]:
-    """One indexed query per way of being due: each walks (state, time) and stops at
-    `limit`. A single OR-ed query made SQLite sort every due row, slower as backlogs grew."""
+CLAIMED = tuple(c.name for c in deliveries.c)
+
+
+def _due_picks(pg: bool) -> list[sa.Select]:
+    """One indexed pick per way of being due: each walks (state, time) and stops at its
+    limit. A single OR-ed query made SQLite sort every due row, slower as backlogs grew."""
     c = deliveries.c
-    return [
+    now, limit = sa.bindparam("now_"), sa.bindparam("limit_")
+    picks = [
         sa.select(c.id)
         .where(c.state == state, c.next_attempt_at <= now)
         .order_by(c.next_attempt_at)
@@ -65,35 +69,47 @@ def _due_branches(now: datetime, limit: int) -> list[sa.Select]:
         .where(c.state == DeliveryState.SENDING.value, c.lease_until <= now)
         .limit(limit)
     ]
+    return [p.with_for_update(skip_locked=True) if pg else p for p in picks]
+
+
+def _claim_stmts(pg: bool) -> list[sa.Update]:
+    """UPDATE … WHERE id IN (pick) RETURNING *: one round trip per way of being due."""
+    return [
+        deliveries.update()
+        .where(deliveries.c.id.in_(pick.scalar_subquery()))
+        .values(
+            state=DeliveryState.SENDING.value,
+            lease_until=sa.bindparam("lease_until_"),
+            leased_by=sa.bindparam("token_"),
+            updated_at=sa.bindparam("updated_at_"),
+        )
+        .returning(*deliveries.c)
+        for pick in _due_picks(pg)
+    ]
 
 
 def claim_due(
     conn: sa.Connection, token: str, limit: int, lease: float, now: datetime
 ) -> list[dict]:
     """Lease up to `limit` due deliveries: pending/retrying whose time came, or whose lease
-    ran out (a crashed worker's). Skips rows another worker holds locked (PostgreSQL)."""
-    chosen: list[str] = []
-    for pick in _due_branches(now, limit):
-        if len(chosen) >= limit:
+    ran out (a crashed worker's). Skips rows another worker holds locked (PostgreSQL).
+
+    Runs on the driver with statements compiled once: this is the dispatcher's hot loop."""
+    pg = conn.dialect.name == "postgresql"
+    stamp = {"now_": now, "lease_until_": now + timedelta(seconds=lease), "updated_at_": now}
+    params: dict[str, Any] = {k: fast.param(conn, "datetime", v) for k, v in stamp.items()}
+    params["token_"] = token
+    claimed: list[dict] = []
+    for branch in range(len(DUE_STATES) + 1):
+        if len(claimed) >= limit:
             break
-        pick = pick.limit(limit - len(chosen))
-        if conn.dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        chosen += [r.id for r in conn.execute(pick)]
-    if not chosen:
-        return []
-    stmt = (
-        deliveries.update()
-        .where(deliveries.c.id.in_(chosen))
-        .values(
-            state=DeliveryState.SENDING.value,
-            lease_until=now + timedelta(seconds=lease),
-            leased_by=token,
-            updated_at=now,
+        sql, constants = FAST.compiled(
+            conn, ("claim", branch), lambda b=branch: _claim_stmts(pg)[b]
         )
-        .returning(*deliveries.c)
-    )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+        bound = {**constants, **params, "limit_": limit - len(claimed)}
+        rows = fast.execute(conn, sql, bound).fetchall()
+        claimed += [FAST.decode(conn, CLAIMED, row) for row in rows]
+    return claimed
 
 
 def next_due_at(conn: sa.Connection) -> datetime | None:
@@ -108,23 +124,31 @@ def next_due_at(conn: sa.Connection) -> datetime | None:
     )
 
 
-def finish_attempt(
-    conn: sa.Connection, delivery: dict, worker: str, attempt: dict, update: dict[str, Any]
-) -> bool:
-    """Record one attempt and the delivery's new state, if its lease is still ours.
+def finish_attempts(
+    conn: sa.Connection, worker: str, finished: list[tuple[dict, dict, dict[str, Any]]]
+) -> None:
+    """Record attempts and their deliveries' new states, (delivery, attempt, update) each.
 
-    `delivery["leased_by"]` is the token of the claim that took it. Returns False when the
-    lease was lost (it expired and another claim took the delivery); the attempt is still
-    logged, because the request did go out.
+    A delivery changes only while the lease of the claim that took it
+    (`delivery["leased_by"]`) is still its own; if the lease ran out and another claim took
+    it, the attempt is still logged (the request did go out) and the state is left to the
+    new holder. Attempts are inserted, and deliveries updated, one executemany each.
     """
     now = utcnow()
-    FAST_ATTEMPTS.insert(
+    FAST_ATTEMPTS.insert_many(
         conn,
-        {"id": ids.new_id("attempt"), "delivery_id": delivery["id"], "worker": worker, **attempt},
+        [
+            {"id": ids.new_id("attempt"), "delivery_id": d["id"], "worker": worker, **attempt}
+            for d, attempt, _update in finished
+        ],
     )
-    values = {**update, "lease_until": None, "leased_by": None, "updated_at": now}
-    held = {"leased_by": delivery["leased_by"], "state": DeliveryState.SENDING.value}
-    return FAST.update(conn, delivery["id"], values, where=held) == 1
+    by_shape: dict[tuple, list] = {}
+    for delivery, _attempt, update in finished:
+        values = {**update, "lease_until": None, "leased_by": None, "updated_at": now}
+        held = {"leased_by": delivery["leased_by"], "state": DeliveryState.SENDING.value}
+        by_shape.setdefault(tuple(values), []).append((delivery["id"], values, held))
+    for changes in by_shape.values():
+        FAST.update_many(conn, changes)
 
 
 def renew(conn: sa.Connection, tokens: list[str], lease: float, now: datetime) -> int:
