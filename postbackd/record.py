@@ -318,7 +318,7 @@ def screen(
     Caps go last and count the fire in the same transaction, so only a delivery that
     passed every other filter uses up a cap.
     """
-    cfg = filters.FilterConfig.model_validate(postback["config"].get("filters") or {})
+    cfg = _filter_config(postback)
     skip = filters.first_skip(cfg, filters.Facts(fields=ctx, now=now, timezone=tz))
     if skip is None and cfg.caps.enabled:
         limits = cfg.caps.limits()
@@ -334,6 +334,20 @@ def screen(
         "skip_filter": skip.filter,
         "skip_reason": skip.reason,
     }
+
+
+_PARSED_FILTERS: dict[str, tuple[dict, filters.FilterConfig]] = {}
+
+
+def _filter_config(postback: dict) -> filters.FilterConfig:
+    """A postback's filters, validated once per config object (config rows are cached and
+    shared, so the same dict comes back for every event until the postback changes)."""
+    config = postback["config"]
+    hit = _PARSED_FILTERS.get(postback["id"])
+    if hit is None or hit[0] is not config:
+        hit = (config, filters.FilterConfig.model_validate(config.get("filters") or {}))
+        _PARSED_FILTERS[postback["id"]] = hit
+    return hit[1]
 
 
 def cap_counts(

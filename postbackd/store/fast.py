@@ -48,7 +48,7 @@ def _to_sqlite(kind: str, value: Any) -> Any:
     if kind == "datetime":
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     if kind == "json":
-        return json.dumps(value)
+        return _json_text(value)
     if kind == "money":
         return float(value)
     if kind == "bool":
@@ -56,6 +56,15 @@ def _to_sqlite(kind: str, value: Any) -> Any:
     if kind == "date":
         return value.isoformat()
     return value
+
+
+def _json_text(value: Any) -> str:
+    """orjson (ten times cheaper on the contexts every delivery stores); the standard
+    module only for what orjson refuses, such as integers beyond 64 bits."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _from_sqlite(kind: str, value: Any) -> Any:
