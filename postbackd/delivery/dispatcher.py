@@ -64,6 +64,7 @@ class Dispatcher:
         self._next_due: float | None = None  # monotonic time of the earliest retry we scheduled
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
         self._loading: dict[tuple[str, str], asyncio.Future] = {}
+        self._opened: dict[str, tuple[str, dict[str, str]]] = {}  # postback id -> secrets
         CONFIG.on_clear(self._cache.clear)  # admin writes reach the worker's cache too
 
     def ring(self) -> None:
@@ -172,7 +173,7 @@ class Dispatcher:
                 delivery, "postback_disabled", "the postback was disabled or archived"
             )
         org = await self._read("org", delivery["org_id"])
-        secrets_ = self.box.open(postback["secrets"])
+        secrets_ = self._secrets_of(postback)
         started_at = utcnow()
         req = outbound_request.build(
             postback["config"],
@@ -245,6 +246,16 @@ class Dispatcher:
         await self.writer.run(outbox.release, delivery, update)
         metrics.record_attempt("skipped", code, 0)
         return update["state"]
+
+    def _secrets_of(self, postback: dict) -> dict[str, str]:
+        """A postback's secrets, decrypted once per sealed value rather than per attempt."""
+        hit = self._opened.get(postback["id"])
+        if hit is None or hit[0] != postback["secrets"]:
+            hit = self._opened[postback["id"]] = (
+                postback["secrets"],
+                self.box.open(postback["secrets"]),
+            )
+        return hit[1]
 
     async def _read(self, kind: str, id_: str) -> dict | None:
         """Postbacks and organizations, cached for a second (admin writes in this process

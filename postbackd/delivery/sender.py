@@ -74,19 +74,19 @@ class Sender:
     ) -> Response:
         started = time.perf_counter()
         try:
-            ssrf.check_literal(req.url, policy)
-            host = URL(req.url).host or ""
-            async with self._host_slots[host]:
-                return await self._exchange(req, timeout, policy, keep, started)
+            url = URL(req.url, encoded=True)  # already escaped by the renderer; parsed once
+            ssrf.check_literal(url, policy)
+            async with self._host_slots[url.host or ""]:
+                return await self._exchange(req, url, timeout, policy, keep, started)
         except Exception as exc:  # every failure becomes a coded attempt, never a crash
             code, detail = classify_exception(exc)
             return Response(None, {}, b"", _ms(started), code, detail)
 
-    async def _exchange(self, req, timeout, policy, keep, started) -> Response:
+    async def _exchange(self, req, url: URL, timeout, policy, keep, started) -> Response:
         session = self._session(policy)
         async with session.request(
             req.method,
-            URL(req.url, encoded=True),
+            url,
             data=req.body or None,
             headers=req.headers,
             timeout=aiohttp.ClientTimeout(total=timeout),

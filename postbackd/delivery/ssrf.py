@@ -16,6 +16,7 @@ A refusal raises ``TargetRefused``, an OSError that aiohttp wraps in
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
@@ -192,9 +193,18 @@ def check_literal(url: str | yarl.URL, policy: TargetPolicy) -> None:
     host = yarl.URL(url).raw_host
     if not host:
         raise ValueError(f"URL has no host: {url!s}")
+    if refused := _literal_refusal(host, policy):
+        raise TargetRefused(refused[0], host, refused[1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_refusal(host: str, policy: TargetPolicy) -> tuple[str, str] | None:
+    """(reason, address) when `host` is a refused IP literal; asked once per host and
+    policy, not once per delivery."""
     ip = _literal_address(host)
     if ip is not None and (reason := policy.refusal(ip)):
-        raise TargetRefused(reason, host, str(ip))
+        return reason, str(ip)
+    return None
 
 
 def _literal_address(host: str) -> IPAddress | None:
