@@ -843,8 +843,8 @@ def e2e_figures(rows: list[list], w: dict, cpu: dict) -> dict:
 
 UNITS = (
     "claim_due",
-    "_finish",
-    "finish_attempt",
+    "record_finishes",
+    "finish_attempts",
     "record_result",
     "_run_unit",
     "_run_batch",

@@ -181,7 +181,8 @@ def _event_lock(conn: sa.Connection, lead_id: str, evd_id: str) -> None:
     if conn.dialect.name != "postgresql":
         return
     key = zlib.crc32(f"{lead_id}:{evd_id}".encode()) - 2**31
-    if not conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar():
+    locked = fast.execute(conn, "SELECT pg_try_advisory_xact_lock(%(k)s)", {"k": key}).fetchone()
+    if not locked[0]:
         raise Forbidden(
             "event_locked", "another request for this lead and event is being processed"
         )
