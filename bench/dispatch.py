@@ -847,6 +847,7 @@ UNITS = (
     "finish_attempts",
     "record_result",
     "_run_unit",
+    "_run_alone",
     "_run_batch",
     "deliver",
     "send",
