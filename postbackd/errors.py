@@ -7,6 +7,7 @@
     ├── Forbidden (403)            inactive source, concurrent event lock
     ├── Unauthorized (401)         missing / unknown API key
     ├── NotFound (404)             admin object absent or owned by another organization
+    ├── MethodNotAllowed (405)     a known inbound path asked with the wrong method
     ├── Conflict (409)             unique name taken, archived object changed
     ├── Invalid (422)              admin API input that fails validation
     ├── PayloadTooLarge (413)
@@ -63,6 +64,11 @@ class Unauthorized(PostbackdError):
 class NotFound(PostbackdError):
     status = 404
     code = "not_found"
+
+
+class MethodNotAllowed(PostbackdError):
+    status = 405
+    code = "method_not_allowed"
 
 
 class Conflict(PostbackdError):

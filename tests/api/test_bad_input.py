@@ -920,3 +920,24 @@ def test_admin_query_parameter_types(admin, world, expect):
                 f"{path} names {name}", lambda b=body, n=name: _eq(n in b["message"], True)
             )
     expect.done()
+
+
+def test_unknown_inbound_paths_and_wrong_methods_are_clean_4xx(client):
+    """Under the inbound prefixes an unknown path is 404 and a wrong method 405 (with Allow),
+    in the `{success, code, message}` shape; the fast inbound routing must not turn them
+    into 500s."""
+    cases = [
+        ("PUT", "/api/event/global/org_x", 405, "method_not_allowed", "GET, HEAD, POST"),
+        ("DELETE", "/api/event/trigger", 405, "method_not_allowed", "GET, HEAD, POST"),
+        ("DELETE", "/api/leads", 405, "method_not_allowed", "POST"),
+        ("POST", "/c/cmp_x", 405, "method_not_allowed", "GET, HEAD"),
+        ("GET", "/api/event/nothing", 404, "not_found", None),
+        ("GET", "/api/event/global/", 404, "not_found", None),
+        ("GET", "/c/", 404, "not_found", None),
+        ("GET", "/api/leadsx", 404, "not_found", None),
+    ]
+    for method, path, status, code, allow in cases:
+        r = client.request(method, path)
+        assert (r.status_code, r.json()["code"]) == (status, code), (method, path, r.text)
+        assert r.json()["success"] is False and r.json()["message"]
+        assert r.headers.get("allow") == allow, (method, path)
