@@ -98,57 +98,40 @@ class Table:
     def __init__(self, table: sa.Table):
         self.table = table
         self.kinds = {c.name: _kind(c) for c in table.columns}
-        self._sql: dict[tuple, str] = {}
         self._stmts: dict[tuple, tuple[str, dict[str, Any]]] = {}
 
-    def _compile(self, key: tuple, build, dialect) -> str:
-        sql = self._sql.get(key)
-        if sql is None:
-            if dialect.name == "sqlite":
-                dialect = _SQLITE_NAMED  # sqlite3 takes :name parameters from a dict
-            sql = self._sql[key] = str(build().compile(dialect=dialect))
-        return sql
+    def compiled(self, conn: sa.Connection, key: tuple, build) -> tuple[str, dict[str, Any]]:
+        """Any statement over this table, compiled once per dialect under `key`, with the
+        values of the constants it binds (`state = 'pending'`, SQLite's `OFFSET 0`)."""
+        found = self._stmts.get((key, conn.dialect.name))
+        if found is None:
+            # sqlite3 takes :name parameters from a dict
+            dialect = _SQLITE_NAMED if conn.dialect.name == "sqlite" else conn.dialect
+            compiled = build().compile(dialect=dialect)
+            constants = {k: v for k, v in compiled.params.items() if v is not None}
+            found = self._stmts[(key, conn.dialect.name)] = (str(compiled), constants)
+        return found
 
     def _bind(self, conn: sa.Connection, values: Mapping[str, Any]) -> dict[str, Any]:
         convert = _to_pg if conn.dialect.name == "postgresql" else _to_sqlite
         return {k: convert(self.kinds.get(k, "plain"), v) for k, v in values.items()}
 
+    def _insert_sql(self, conn: sa.Connection, names: tuple[str, ...]) -> str:
+        def build():
+            return self.table.insert().values({n: sa.bindparam(n) for n in names})
+
+        return self.compiled(conn, ("insert", names), build)[0]
+
     def insert(self, conn: sa.Connection, row: Mapping[str, Any]) -> None:
-        names = tuple(row)
-        sql = self._compile(
-            ("insert", conn.dialect.name, names),
-            lambda: self.table.insert().values({n: sa.bindparam(n) for n in names}),
-            conn.dialect,
-        )
-        execute(conn, sql, self._bind(conn, row))
+        execute(conn, self._insert_sql(conn, tuple(row)), self._bind(conn, row))
 
     def insert_many(self, conn: sa.Connection, rows: list[Mapping[str, Any]]) -> None:
         """One executemany for rows that share their keys (the first row's)."""
-        names = tuple(rows[0])
-        sql = self._compile(
-            ("insert", conn.dialect.name, names),
-            lambda: self.table.insert().values({n: sa.bindparam(n) for n in names}),
-            conn.dialect,
-        )
+        sql = self._insert_sql(conn, tuple(rows[0]))
         cursor = conn.connection.dbapi_connection.cursor()
         cursor.executemany(sql, [self._bind(conn, row) for row in rows])
 
-    def update_many(
-        self, conn: sa.Connection, changes: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]
-    ) -> None:
-        """`update` for many (id, values, where) triples of one shape, as one executemany."""
-        names, conds = tuple(changes[0][1]), tuple(changes[0][2])
-        build = self._update_stmt(names, conds)
-        sql = self._compile(("update", conn.dialect.name, names, conds), build, conn.dialect)
-        params = []
-        for id_, values, where in changes:
-            one = {**self._bind(conn, values), "pk_": id_}
-            one.update({f"w_{c}": v for c, v in self._bind(conn, where).items()})
-            params.append(one)
-        cursor = conn.connection.dbapi_connection.cursor()
-        cursor.executemany(sql, params)
-
-    def _update_stmt(self, names: tuple[str, ...], conds: tuple[str, ...]):
+    def _update_sql(self, conn: sa.Connection, names: tuple, conds: tuple) -> str:
         t = self.table
 
         def build():
@@ -157,7 +140,12 @@ class Table:
             ]
             return t.update().where(*clauses).values({n: sa.bindparam(n) for n in names})
 
-        return build
+        return self.compiled(conn, ("update", names, conds), build)[0]
+
+    def _update_params(self, conn: sa.Connection, id_: str, values: Mapping, where: Mapping):
+        params = {**self._bind(conn, values), "pk_": id_}
+        params.update({f"w_{c}": v for c, v in self._bind(conn, where).items()})
+        return params
 
     def update(
         self,
@@ -167,22 +155,28 @@ class Table:
         where: Mapping[str, Any] | None = None,
     ) -> int:
         """UPDATE … WHERE id = id_ [AND column = value …]; returns the rows changed."""
-        names, conds = tuple(values), tuple(where or ())
-        build = self._update_stmt(names, conds)
-        sql = self._compile(("update", conn.dialect.name, names, conds), build, conn.dialect)
-        params = {**self._bind(conn, values), "pk_": id_}
-        params.update({f"w_{c}": v for c, v in self._bind(conn, where or {}).items()})
-        return execute(conn, sql, params).rowcount
+        where = where or {}
+        sql = self._update_sql(conn, tuple(values), tuple(where))
+        return execute(conn, sql, self._update_params(conn, id_, values, where)).rowcount
+
+    def update_many(
+        self, conn: sa.Connection, changes: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]
+    ) -> None:
+        """`update` for many (id, values, where) triples of one shape, as one executemany."""
+        sql = self._update_sql(conn, tuple(changes[0][1]), tuple(changes[0][2]))
+        params = [self._update_params(conn, *change) for change in changes]
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.executemany(sql, params)
 
     def select_one(
         self, conn: sa.Connection, column: str, value: Any, names: Iterable[str] | None = None
     ) -> dict | None:
         cols = tuple(names or self.kinds)
         t = self.table
-        sql = self._compile(
-            ("select", conn.dialect.name, column, cols),
+        sql, _ = self.compiled(
+            conn,
+            ("select", column, cols),
             lambda: sa.select(*[t.c[n] for n in cols]).where(t.c[column] == sa.bindparam("v_")),
-            conn.dialect,
         )
         row = execute(conn, sql, {"v_": value}).fetchone()
         return None if row is None else self.decode(conn, cols, row)
@@ -192,17 +186,6 @@ class Table:
         if conn.dialect.name == "postgresql":
             return dict(zip(cols, row, strict=True))
         return {n: _from_sqlite(self.kinds[n], v) for n, v in zip(cols, row, strict=True)}
-
-    def compiled(self, conn: sa.Connection, key: tuple, build) -> tuple[str, dict[str, Any]]:
-        """Any statement over this table, compiled once per dialect under `key`, with the
-        values of the constants it binds (`state = 'pending'`, SQLite's `OFFSET 0`)."""
-        found = self._stmts.get((key, conn.dialect.name))
-        if found is None:
-            dialect = _SQLITE_NAMED if conn.dialect.name == "sqlite" else conn.dialect
-            compiled = build().compile(dialect=dialect)
-            constants = {k: v for k, v in compiled.params.items() if v is not None}
-            found = self._stmts[(key, conn.dialect.name)] = (str(compiled), constants)
-        return found
 
 
 # What a unique or foreign-key violation looks like, wrapped or straight from the driver.
