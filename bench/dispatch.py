@@ -528,6 +528,8 @@ class Target:
             "POSTBACKD_ALLOW_LOOPBACK_TARGETS": "1",
             "POSTBACKD_SECRET_KEY": SECRET_KEY,
         }
+        if args.writer_process:
+            self.env["POSTBACKD_WRITER_PROCESS"] = args.writer_process
         if args.sqlite_synchronous and db_url.startswith("sqlite"):
             self.env["POSTBACKD_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
         self.org_id, self.key = create_api_key(db_url, f"dispatch-{name}", workdir)
@@ -1091,6 +1093,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     p.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"], help="default: FULL")
     p.add_argument("--profile", action="store_true", help="also drain a copy under cProfile")
+    p.add_argument(
+        "--writer-process", choices=["auto", "on", "off"], help="POSTBACKD_WRITER_PROCESS"
+    )
     # internal: the child processes
     p.add_argument("--role", choices=["receiver", "ceiling-client"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

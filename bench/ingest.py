@@ -75,12 +75,25 @@ def ensure_wrk() -> str:
 
 
 def proc_cpu(pid: int) -> float:
-    """utime + stime of a live process (all its threads), seconds."""
+    """utime + stime of a live process (all its threads) and of its live child processes
+    (the SQLite server's writer process), seconds."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / TICK
+    own = (int(fields[11]) + int(fields[12])) / TICK
+    return own + sum(c for c in map(proc_cpu, _children(pid)) if c == c)  # gone: nan
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                out += [
+                    int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+                ]
+    return out
 
 
 def thread_cpu(pid: int) -> dict[str, float]:

@@ -58,7 +58,7 @@ def _serve(settings: Settings) -> None:
 
     from postbackd.api.app import create_app
 
-    app_ = create_app(settings)
+    app_ = create_app(settings, writer_process=settings.wants_writer_process)
     uvicorn.run(
         app_,
         host=settings.host,

@@ -31,6 +31,10 @@ class PostbackdError(Exception):
         self.details = details
         super().__init__(f"{self.code}: {self.message}")
 
+    def __reduce__(self):
+        """Pickled whole (the writer process sends errors back to the server process)."""
+        return (type(self), (self.code, self.message, self.details), self.__dict__)
+
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"success": False, "code": self.code, "message": self.message}
         if self.details is not None:

@@ -8,7 +8,7 @@ inbound/ and outbound/; SQL lives in store/.
 from __future__ import annotations
 
 import zlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -119,8 +119,17 @@ def distribute_lead(
 # ---- inbound events (seed 000) ------------------------------------------------------------
 
 
-def fire_event(conn: sa.Connection, org_id: str | None, cmd: EventCommand) -> dict:
-    """Record a conversion or tracking event on a lead; raises the seed's coded errors."""
+def fire_event(
+    conn: sa.Connection,
+    org_id: str | None,
+    cmd: EventCommand,
+    lease: tuple[str, float] | None = None,
+) -> dict:
+    """Record a conversion or tracking event on a lead; raises the seed's coded errors.
+
+    With a `lease` (the in-process worker's token and seconds) the deliveries to send are
+    written already leased to it and returned under `handoff`, for the caller to hand over
+    after the commit: no claim, no poll."""
     lead = _lead_for_event(conn, org_id, cmd)
     evd = campaigns.find_event_definition(conn, lead["campaign_id"], cmd.event_id, cached=True)
     if evd is None:
@@ -143,9 +152,11 @@ def fire_event(conn: sa.Connection, org_id: str | None, cmd: EventCommand) -> di
     conversion = _insert_conversion(conn, lead, evd, source, cmd, dedupe_key)
     org = _org(conn, lead["org_id"])
     occ = Occurrence(Trigger.EVENT, org, lead, source, conversion, evd)
-    planned = plan_deliveries(conn, occ)
+    planned = plan_deliveries(conn, occ, lease=lease)
     kind = "conversion" if is_conversion else "tracking"
+    handoff = [d for d in planned if d["state"] == DeliveryState.SENDING]
     return {
+        "handoff": handoff,
         "code": f"{kind}_event_fired",
         "message": f"{kind.capitalize()} event fired successfully",
         "data": {
@@ -157,7 +168,7 @@ def fire_event(conn: sa.Connection, org_id: str | None, cmd: EventCommand) -> di
             "campaign_id": lead["campaign_id"],
             "revenue": _num(conversion["revenue"]),
             "status": conversion["status"],
-            "deliveries": len([d for d in planned if d["state"] == DeliveryState.PENDING]),
+            "deliveries": len([d for d in planned if d["state"] in _TO_SEND]),
         },
     }
 
@@ -270,10 +281,19 @@ def set_conversion_status(
 # ---- shared -------------------------------------------------------------------------------
 
 
+_TO_SEND = (DeliveryState.PENDING, DeliveryState.SENDING)
+
+
 def plan_deliveries(
-    conn: sa.Connection, occ: Occurrence, only: list[dict] | None = None, *, screened: bool = True
+    conn: sa.Connection,
+    occ: Occurrence,
+    only: list[dict] | None = None,
+    *,
+    screened: bool = True,
+    lease: tuple[str, float] | None = None,
 ) -> list[dict]:
-    """Write one delivery per matching postback, pending or skipped with its reason."""
+    """Write one delivery per matching postback, pending or skipped with its reason; with a
+    `lease` (token, seconds), those to send are written leased to that worker instead."""
     candidates = only
     if candidates is None:
         triggers = [t.value for t in plan.TRIGGERS_OF[occ.trigger]]
@@ -305,6 +325,12 @@ def plan_deliveries(
         }
         if screened:
             values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))
+        if lease and values["state"] == DeliveryState.PENDING:
+            values.update(
+                state=DeliveryState.SENDING.value,
+                leased_by=lease[0],
+                lease_until=now + timedelta(seconds=lease[1]),
+            )
         out.append(outbox.insert_delivery(conn, values))
     if any(d["state"] == DeliveryState.PENDING for d in out):
         outbox.announce(conn)

@@ -41,6 +41,11 @@ class Settings:
     )
     attempt_body_limit: int = _setting(8192, "bytes of request/response body kept per attempt")
     writer_threads: int = _setting(0, "database writer threads (0 = 1 on SQLite, 4 on PostgreSQL)")
+    writer_process: str = _setting(
+        "auto",
+        "run the database writer in a child process of `serve` (a second core): auto (on for "
+        "SQLite), on, off",
+    )
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma: FULL or NORMAL")
     log_level: str = _setting("info", "log level: debug, info, warning, error")
 
@@ -59,6 +64,13 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def wants_writer_process(self) -> bool:
+        mode = self.writer_process.strip().lower()
+        if mode not in {"auto", "on", "off"}:
+            raise ValueError(f"writer_process must be auto, on or off, not {mode!r}")
+        return mode == "on" or (mode == "auto" and self.is_sqlite)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

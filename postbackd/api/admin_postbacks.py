@@ -75,6 +75,17 @@ def _check_scope(conn, org_id: str, cfg: PostbackConfig) -> None:
             )
 
 
+def _store_unit(
+    conn, org_id: str, cfg: PostbackConfig, existing_id: str | None, values: dict
+) -> dict:
+    """The writer unit of create/replace (module-level: it may run in the writer process)."""
+    _check_scope(conn, org_id, cfg)
+    if existing_id is None:
+        return postbacks.insert(conn, org_id, values)
+    postbacks.update(conn, existing_id, values)
+    return postbacks.get(conn, org_id, existing_id)
+
+
 def _store(
     svc, org_id: str, cfg: PostbackConfig, old_secrets: dict, existing_id: str | None = None
 ) -> dict:
@@ -88,14 +99,7 @@ def _store(
         new_signing = secrets["signing_secret"] = generate_secret()
     values = {**columns, "config": config, "secrets": svc.box.seal(secrets)}
 
-    def write(conn):
-        _check_scope(conn, org_id, cfg)
-        if existing_id is None:
-            return postbacks.insert(conn, org_id, values)
-        postbacks.update(conn, existing_id, values)
-        return postbacks.get(conn, org_id, existing_id)
-
-    out = public(svc.write(write))
+    out = public(svc.write(_store_unit, org_id, cfg, existing_id, values))
     out["warnings"] = warnings_for(cfg)
     if new_signing:
         out["signing_secret"] = new_signing  # shown once
@@ -162,9 +166,7 @@ def update_postback(
     result = _store(svc, org_id, cfg, svc.box.open(row["secrets"]), postback_id)
     if cfg.enabled and not row["enabled"]:
         svc.write(
-            lambda c: postbacks.update(
-                c, postback_id, {"consecutive_failures": 0, "disabled_reason": None}
-            )
+            postbacks.update, postback_id, {"consecutive_failures": 0, "disabled_reason": None}
         )
         result["disabled_reason"] = None
     return result
@@ -199,7 +201,7 @@ def _invalid(exc: ValidationError) -> InputError:
 @router.post("/postbacks/{postback_id}/archive", tags=["postbacks"])
 def archive_postback(postback_id: str, org_id: OrgId, svc: ServicesDep):
     _postback(svc, org_id, postback_id)
-    svc.write(lambda c: postbacks.update(c, postback_id, {"archived": True, "enabled": False}))
+    svc.write(postbacks.update, postback_id, {"archived": True, "enabled": False})
     return public(_postback(svc, org_id, postback_id))
 
 

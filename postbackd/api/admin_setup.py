@@ -119,15 +119,32 @@ def _check_names(conn: sa.Connection, cid: str, names: list[str], exclude: str |
         )
 
 
+# Units for the writer (module-level: the SQLite server's writer runs in another process).
+
+
+def _create_event(conn: sa.Connection, org_id: str, cid: str, values: dict) -> dict:
+    _check_names(conn, cid, [values["event_id"], *values["aliases"]], None)
+    return campaigns.create_event_definition(conn, org_id, cid, values)
+
+
+def _update_event(
+    conn: sa.Connection, org_id: str, cid: str, evd_id: str, event_id: str, values: dict
+) -> dict | None:
+    if "aliases" in values:
+        _check_names(conn, cid, [event_id, *values["aliases"]], evd_id)
+    return update_scoped(conn, events_t, org_id, evd_id, {**values, "updated_at": utcnow()})
+
+
+def _create_source(conn: sa.Connection, org_id: str, cid: str, values: dict) -> dict:
+    if campaigns.find_source(conn, cid, values["pid"]):
+        raise Conflict("pid_taken", f"pid {values['pid']!r} already exists in this campaign")
+    return campaigns.create_source(conn, org_id, cid, values)
+
+
 @router.post("/campaigns/{cid}/events", status_code=201, tags=["events"])
 def create_event(cid: str, body: schemas.EventDefinitionCreate, org_id: OrgId, svc: ServicesDep):
     _campaign(svc, org_id, cid)
-
-    def create(conn):
-        _check_names(conn, cid, [body.event_id, *body.aliases], None)
-        return campaigns.create_event_definition(conn, org_id, cid, body.model_dump())
-
-    return svc.write(create)
+    return svc.write(_create_event, org_id, cid, body.model_dump())
 
 
 @router.get("/campaigns/{cid}/events", tags=["events"])
@@ -152,13 +169,7 @@ def update_event(
 ):
     current = _child(svc, events_t, org_id, cid, evd_id, "event_definition")
     values = body.model_dump(exclude_unset=True, exclude_none=True)
-
-    def update(conn):
-        if "aliases" in values:
-            _check_names(conn, cid, [current["event_id"], *values["aliases"]], evd_id)
-        return update_scoped(conn, events_t, org_id, evd_id, {**values, "updated_at": utcnow()})
-
-    return svc.write(update)
+    return svc.write(_update_event, org_id, cid, evd_id, current["event_id"], values)
 
 
 @router.post("/campaigns/{cid}/events/{evd_id}/archive", tags=["events"])
@@ -175,13 +186,7 @@ def archive_event(cid: str, evd_id: str, org_id: OrgId, svc: ServicesDep):
 @router.post("/campaigns/{cid}/sources", status_code=201, tags=["sources"])
 def create_source(cid: str, body: schemas.SourceCreate, org_id: OrgId, svc: ServicesDep):
     _campaign(svc, org_id, cid)
-
-    def create(conn):
-        if campaigns.find_source(conn, cid, body.pid):
-            raise Conflict("pid_taken", f"pid {body.pid!r} already exists in this campaign")
-        return campaigns.create_source(conn, org_id, cid, body.model_dump())
-
-    return svc.write(create)
+    return svc.write(_create_source, org_id, cid, body.model_dump())
 
 
 @router.get("/campaigns/{cid}/sources", tags=["sources"])

@@ -20,18 +20,27 @@ from postbackd.delivery import worker
 from postbackd.settings import Settings
 from postbackd.store.engine import make_engine, migrate
 from postbackd.store.writer import Writer
+from postbackd.store.writer_process import ProcessWriter
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, engine: sa.Engine | None = None, *, run_migrations: bool = True
+    settings: Settings,
+    engine: sa.Engine | None = None,
+    *,
+    run_migrations: bool = True,
+    writer_process: bool = False,
 ) -> front.Front:
+    """`writer_process`: the group-commit writer runs in a child process (`serve` asks for
+    it per `settings.writer_process`; apps built in tests keep it in a thread)."""
     engine = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     threads = settings.writer_threads or (1 if engine.dialect.name == "sqlite" else 4)
-    services = Services(
-        settings, engine, Writer(engine, threads=threads), worker.make_box(settings)
-    )
+    if writer_process:
+        writer = ProcessWriter(engine, synchronous=settings.sqlite_synchronous, threads=threads)
+    else:
+        writer = Writer(engine, threads=threads)
+    services = Services(settings, engine, writer, worker.make_box(settings))
     if settings.worker:
         services.starters.append(_in_process_worker)
 

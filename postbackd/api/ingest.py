@@ -104,13 +104,17 @@ async def _fire(request: Request, org_id: str | None, require_cid: bool) -> Resp
     services = request.app.state.services
     try:
         cmd = parse_event(await read_params(request), require_cid=require_cid)
+        lease = services.handoff_lease()
         with services.locks.hold((org_id or cmd.cid, cmd.transaction_id, cmd.event_id)):
             result = await services.writer.run(
-                record.fire_event, org_id, cmd, key=cmd.transaction_id
+                record.fire_event, org_id, cmd, lease, key=cmd.transaction_id
             )
     except PostbackdError as exc:
         return error_response(exc)
-    services.after_write(result["data"]["deliveries"])
+    handoff = result.pop("handoff")
+    if handoff:
+        services.dispatcher.take(handoff)
+    services.after_write(result["data"]["deliveries"] - len(handoff))
     return json_response({"success": True, **result})
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from postbackd.api.ingest import InflightLocks
 from postbackd.crypto import SecretBox
 from postbackd.settings import Settings
-from postbackd.store.cache import CONFIG
+from postbackd.store.cache import CONFIG, clearing
 from postbackd.store.tables import campaigns
 from postbackd.store.writer import Writer
 
@@ -52,6 +52,10 @@ class Services:
             for ring in self._doorbells:
                 ring()
 
+    def handoff_lease(self) -> tuple[str, float] | None:
+        """A lease of this process's worker for deliveries the next write plans, if any."""
+        return self.dispatcher.handoff_lease() if self.dispatcher is not None else None
+
     def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a read-only store function on a pooled connection (WAL readers never block)."""
         with self.engine.connect() as conn:
@@ -63,7 +67,7 @@ class Services:
         Clears the configuration cache, so this process's ingest sees the change at once.
         """
         try:
-            return self.writer.run_sync(fn, *args)
+            return self.writer.run_sync(clearing, fn, *args)
         finally:
             CONFIG.clear()
 

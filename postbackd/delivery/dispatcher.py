@@ -41,6 +41,7 @@ CLAIM_BATCH = 100
 POLL_SECONDS = 0.5
 CONFIG_TTL = 1.0
 MIN_CLAIM_INTERVAL = 0.005  # seconds between claims that came back short
+RECORDING_SLOTS = 4  # deliveries held per request slot while their attempts commit
 
 
 class Dispatcher:
@@ -59,8 +60,12 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: set[asyncio.Task] = set()
         self._tokens: dict[str, int] = {}  # lease token -> deliveries of that claim in flight
-        self._sending: set[str] = set()  # delivery ids in flight here
+        self._sending: set[str] = set()  # delivery ids in flight here (until recorded)
+        self._deferred: dict[str, dict] = {}  # claimed again while still in flight here
+        self._busy: set[str] = set()  # ... of which still waiting for their partner's answer
         self._claims = 0
+        self._backlog = False
+        self._handoff_token = f"{self.worker_id}#handoff"
         self._next_due: float | None = None  # monotonic time of the earliest retry we scheduled
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
         self._loading: dict[tuple[str, str], asyncio.Future] = {}
@@ -120,8 +125,17 @@ class Dispatcher:
             await asyncio.wait(self._inflight, timeout=timeout)
 
     async def _claim(self) -> tuple[int, int]:
-        """(claimed, asked for); nothing is asked for while every slot is busy."""
-        free = self.settings.worker_concurrency - len(self._inflight)
+        """(claimed, asked for); nothing is asked for while every slot is busy.
+
+        A slot is a request in flight to a partner: it frees as soon as the answer is in,
+        while the attempt waits for its commit (group commit wants many waiting at once).
+        Deliveries waiting to be recorded are bounded too, at RECORDING_SLOTS per slot.
+        """
+        concurrency = self.settings.worker_concurrency
+        free = min(
+            concurrency - len(self._busy),
+            concurrency * RECORDING_SLOTS - len(self._inflight),
+        )
         if free <= 0:
             return 0, 0
         self._claims += 1
@@ -134,26 +148,64 @@ class Dispatcher:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
             return 0, asked
+        self._backlog = len(batch) == asked  # more may be due than we took
         for delivery in batch:
-            if delivery["id"] in self._sending:
-                continue  # our own lease ran out while we still work on it: never twice at once
-            self._sending.add(delivery["id"])
-            self._tokens[token] = self._tokens.get(token, 0) + 1
-            task = asyncio.create_task(self._tracked(delivery))
-            task.delivery = delivery
-            self._inflight.add(task)
-            task.add_done_callback(self._done)
+            self._start(delivery)
         return len(batch), asked
 
+    def _start(self, delivery: dict) -> None:
+        if delivery["id"] in self._sending:
+            # Claimed again while our task for it is still finishing (its lease ran out, or
+            # a retry with no delay was claimed before the task's last step): never twice at
+            # once, but not dropped either; it starts when that task is done.
+            self._deferred[delivery["id"]] = delivery
+            return
+        self._sending.add(delivery["id"])
+        self._busy.add(delivery["id"])
+        token = delivery["leased_by"]
+        self._tokens[token] = self._tokens.get(token, 0) + 1
+        task = asyncio.create_task(self._tracked(delivery))
+        task.delivery = delivery
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def handoff_lease(self) -> tuple[str, float] | None:
+        """A lease for deliveries about to be written by this process's ingest, so they
+        come straight here after the commit instead of waiting to be claimed; None while
+        every slot is busy or older deliveries wait (they go first, through claims)."""
+        if self._loop is None or self._backlog:
+            return None
+        if len(self._busy) >= self.settings.worker_concurrency:
+            return None
+        return self._handoff_token, self.settings.lease_seconds
+
+    def take(self, deliveries: list[dict]) -> None:
+        """Deliveries committed already leased to us (`handoff_lease`): send them now.
+
+        If this process dies before they are sent, their lease runs out and any worker
+        claims them, as after a crash mid-send."""
+        for delivery in deliveries:
+            self._start(delivery)
+
+    def _answered(self, delivery_id: str) -> None:
+        """The partner answered (or the send was skipped): its slot is free again."""
+        if delivery_id in self._busy:
+            was_full = len(self._busy) >= self.settings.worker_concurrency
+            self._busy.discard(delivery_id)
+            if was_full:
+                self._wake.set()  # a slot opened while work may be waiting
+
     def _done(self, task: asyncio.Task) -> None:
-        was_full = len(self._inflight) >= self.settings.worker_concurrency
+        was_full = len(self._inflight) >= self.settings.worker_concurrency * RECORDING_SLOTS
         self._inflight.discard(task)
+        if task.delivery["id"] not in self._sending:  # else a deferred claim of it started
+            self._answered(task.delivery["id"])
         token = task.delivery["leased_by"]
         self._tokens[token] -= 1
         if not self._tokens[token]:
             del self._tokens[token]
         if was_full:
-            self._wake.set()  # a slot opened while work may be waiting
+            self._wake.set()
         if not task.cancelled() and task.exception():
             log.error("delivery task failed", exc_info=task.exception())
 
@@ -164,6 +216,8 @@ class Dispatcher:
             # Here, not in the done callback: the delivery may be due again (a retry with
             # no delay) and claimed before the callback runs.
             self._sending.discard(delivery["id"])
+            if (again := self._deferred.pop(delivery["id"], None)) is not None:
+                self._start(again)
 
     async def deliver(self, delivery: dict) -> str:
         """One attempt of one claimed delivery; returns the new state."""
@@ -188,6 +242,7 @@ class Dispatcher:
             policy=self.sender.policy_for(org.get("allowed_targets") or []),
             keep=self.settings.attempt_body_limit,
         )
+        self._answered(delivery["id"])
         return await self._record(delivery, postback, secrets_, req, resp, started_at)
 
     async def _record(self, delivery, postback, secrets_, req, resp: Response, started_at) -> str:
@@ -210,7 +265,8 @@ class Dispatcher:
         )
         update = _delivery_update(decision, number, resp, req)
         finish = Finish(
-            delivery=delivery,
+            # Only what the record needs: this may cross to the writer process.
+            delivery={"id": delivery["id"], "leased_by": delivery["leased_by"]},
             attempt=attempt,
             update=update,
             postback_id=postback["id"],

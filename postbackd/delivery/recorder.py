@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from postbackd.delivery.retry import Outcome
 from postbackd.store import outbox, postbacks
+from postbackd.store.cache import CONFIG
 from postbackd.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,10 @@ def record_finishes(conn: sa.Connection, worker: str, finishes: list[Finish]) ->
     """Writer unit: the attempts and delivery states, then each postback's failure streak;
     one flag per finish, True when that finish disabled its postback."""
     outbox.finish_attempts(conn, worker, [(f.delivery, f.attempt, f.update) for f in finishes])
-    return [_postback_effect(conn, f) for f in finishes]
+    disabled = [_postback_effect(conn, f) for f in finishes]
+    if any(disabled):
+        CONFIG.clear()  # planning in this process (maybe the writer process) stops matching it
+    return disabled
 
 
 def _postback_effect(conn: sa.Connection, fin: Finish) -> bool:

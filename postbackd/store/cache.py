@@ -51,3 +51,12 @@ class ConfigCache:
 
 
 CONFIG = ConfigCache()
+
+
+def clearing(conn: sa.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """Writer unit wrapper for admin writes: run `fn`, then forget cached configuration in
+    the process that ran it (the writer process plans deliveries from its own cache)."""
+    try:
+        return fn(conn, *args)
+    finally:
+        CONFIG.clear()

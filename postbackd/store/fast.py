@@ -67,6 +67,38 @@ def _json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+def _sqlite_datetime(value: datetime) -> str:
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _money_from_sqlite(value: Any) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _datetime_from_sqlite(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+# The same conversions as _to_sqlite / _from_sqlite, one function per kind ("plain": none),
+# looked up once per column: binding and decoding run for every column of every row.
+_TO_SQLITE = {
+    "datetime": _sqlite_datetime,
+    "json": _json_text,
+    "money": float,
+    "bool": int,
+    "date": date.isoformat,
+}
+_FROM_SQLITE = {
+    "datetime": _datetime_from_sqlite,
+    "json": orjson.loads,
+    "money": _money_from_sqlite,
+    "bool": bool,
+    "date": date.fromisoformat,
+}
+
+
 def _from_sqlite(kind: str, value: Any) -> Any:
     if value is None:
         return None
@@ -98,6 +130,8 @@ class Table:
     def __init__(self, table: sa.Table):
         self.table = table
         self.kinds = {c.name: _kind(c) for c in table.columns}
+        self._to_sqlite = {n: _TO_SQLITE.get(k) for n, k in self.kinds.items()}
+        self._from_sqlite = {n: _FROM_SQLITE.get(k) for n, k in self.kinds.items()}
         self._stmts: dict[tuple, tuple[str, dict[str, Any]]] = {}
 
     def compiled(self, conn: sa.Connection, key: tuple, build) -> tuple[str, dict[str, Any]]:
@@ -113,8 +147,14 @@ class Table:
         return found
 
     def _bind(self, conn: sa.Connection, values: Mapping[str, Any]) -> dict[str, Any]:
-        convert = _to_pg if conn.dialect.name == "postgresql" else _to_sqlite
-        return {k: convert(self.kinds.get(k, "plain"), v) for k, v in values.items()}
+        if conn.dialect.name == "postgresql":
+            return {k: _to_pg(self.kinds.get(k, "plain"), v) for k, v in values.items()}
+        out = {}
+        convert = self._to_sqlite
+        for k, v in values.items():
+            fn = convert.get(k)
+            out[k] = v if fn is None or v is None else fn(v)
+        return out
 
     def _insert_sql(self, conn: sa.Connection, names: tuple[str, ...]) -> str:
         def build():
@@ -185,7 +225,12 @@ class Table:
         """A driver row as SQLAlchemy would give it (psycopg already converts)."""
         if conn.dialect.name == "postgresql":
             return dict(zip(cols, row, strict=True))
-        return {n: _from_sqlite(self.kinds[n], v) for n, v in zip(cols, row, strict=True)}
+        convert = self._from_sqlite
+        out = {}
+        for n, v in zip(cols, row, strict=True):
+            fn = convert[n]
+            out[n] = v if fn is None or v is None else fn(v)
+        return out
 
 
 # What a unique or foreign-key violation looks like, wrapped or straight from the driver.

@@ -36,7 +36,7 @@ def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> dict:
         "created_at": now,
         "updated_at": now,
     }
-    if row["state"] != DeliveryState.PENDING:
+    if row["state"] not in (DeliveryState.PENDING, DeliveryState.SENDING):
         row["next_attempt_at"] = None
         row["finished_at"] = now
     FAST.insert(conn, row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copyreg
+import pickle
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -292,3 +294,17 @@ cap_counters = sa.Table(
     sa.Column("window_key", sa.String(40), primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
 )
+
+
+def table_named(name: str) -> sa.Table:
+    return metadata.tables[name]
+
+
+def _reduce_table(table: sa.Table):
+    """Our tables travel by name (units sent to the writer process may name a table)."""
+    if metadata.tables.get(table.name) is not table:
+        raise pickle.PicklingError(f"table {table.name!r} is not one of postbackd's")
+    return table_named, (table.name,)
+
+
+copyreg.pickle(sa.Table, _reduce_table)

@@ -46,9 +46,16 @@ class _Item:
 class Writer:
     """Group-commit writer threads over one engine."""
 
-    def __init__(self, engine: sa.Engine, threads: int = 1, max_batch: int = 256):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        threads: int = 1,
+        max_batch: int = 256,
+        report: Callable[[list[tuple[_Item, bool, Any]]], None] | None = None,
+    ):
         self.engine = engine
         self.max_batch = max_batch
+        self._report = report or _deliver  # the writer process sends results over its pipe
         self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(threads)]
         self._threads = [
             threading.Thread(target=self._loop, args=(q,), name=f"writer-{i}", daemon=True)
@@ -96,6 +103,10 @@ class Writer:
     def run_sync(self, fn: Work, *args: Any, timeout: float = 60, key: str | None = None) -> Any:
         return self.submit(fn, *args, key=key).result(timeout)
 
+    def enqueue(self, item: _Item, key: str | None = None) -> None:
+        """Queue a unit whose outcome goes to `report` (the writer process's pipe)."""
+        self._queue_for(key).put(item)
+
     def _take_batch(self, q: queue.SimpleQueue) -> list[_Item] | None:
         first = q.get()
         if first is _STOP:
@@ -122,7 +133,7 @@ class Writer:
                 log.exception("writer batch of %d failed", len(batch))
                 outcomes = [(item, False, exc) for item in batch]
                 conn = _discard(conn)
-            _deliver(outcomes)
+            self._report(outcomes)
             for callback in self._after_commit:
                 callback()
         if conn is not None:
