@@ -449,6 +449,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     p.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"], help="default: FULL")
+    p.add_argument(
+        "--writer-process", choices=["auto", "on", "off"], help="POSTBACKD_WRITER_PROCESS"
+    )
     p.add_argument("--warmup", type=int, default=2, help="seconds of unrecorded load first")
     p.add_argument(
         "--profile", action="store_true", help="also profile a SQLite saturation run (cProfile)"
@@ -473,7 +476,9 @@ def start_targets(args, workdir: Path, pg_url: str | None, stack: contextlib.Exi
     dbs = {"sqlite": f"sqlite:///{workdir / 'sqlite' / 'postbackd.db'}", "postgres": pg_url}
     for name, url in dbs.items():
         if url:
-            env = sqlite_env if name == "sqlite" else {}
+            env = dict(sqlite_env) if name == "sqlite" else {}
+            if args.writer_process:
+                env["POSTBACKD_WRITER_PROCESS"] = args.writer_process
             targets[name] = Candidate(name, url, workdir / name, args.leads, env)
             stack.callback(targets[name].stop)
     return targets
