@@ -70,6 +70,7 @@ class Dispatcher:
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
         self._loading: dict[tuple[str, str], asyncio.Future] = {}
         self._opened: dict[str, tuple[str, dict[str, str]]] = {}  # postback id -> secrets
+        self._rules: dict[str, tuple] = {}  # postback id -> (config, secrets, policy, redactor)
         CONFIG.on_clear(self._cache.clear)  # admin writes reach the worker's cache too
 
     def ring(self) -> None:
@@ -248,9 +249,10 @@ class Dispatcher:
     async def _record(self, delivery, postback, secrets_, req, resp: Response, started_at) -> str:
         config = postback["config"]
         number = delivery["attempts"] + 1
+        policy, redact = self._rules_of(postback["id"], config, secrets_)
         good_body = resp.status is None or body_ok(config.get("success"), resp.body)
         decision = decide(
-            _policy(config),
+            policy,
             number,
             resp.status,
             resp.error.value if resp.error else None,
@@ -259,7 +261,6 @@ class Dispatcher:
             rng=self.rng,
             now=utcnow(),
         )
-        redact = Redactor(secrets_, config)
         attempt = _attempt_row(
             number, started_at, req, resp, decision.reason, redact, self.settings.attempt_body_limit
         )
@@ -302,6 +303,15 @@ class Dispatcher:
         await self.writer.run(outbox.release, delivery, update)
         metrics.record_attempt("skipped", code, 0)
         return update["state"]
+
+    def _rules_of(self, postback_id: str, config: dict, secrets_: dict) -> tuple:
+        """A postback's retry policy and redactor, built once per config and secrets
+        object (both are cached and shared until the postback changes)."""
+        hit = self._rules.get(postback_id)
+        if hit is None or hit[0] is not config or hit[1] is not secrets_:
+            hit = (config, secrets_, _policy(config), Redactor(secrets_, config))
+            self._rules[postback_id] = hit
+        return hit[2], hit[3]
 
     def _secrets_of(self, postback: dict) -> dict[str, str]:
         """A postback's secrets, decrypted once per sealed value rather than per attempt."""

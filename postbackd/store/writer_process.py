@@ -33,6 +33,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from postbackd.errors import PostbackdError
 from postbackd.store.writer import Work, Writer, _Item
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,12 @@ _RID = 8  # bytes of request id in front of each unit
 _READY = b"ready"
 
 
-class WriterGone(RuntimeError):
-    """The writer process died while this unit was in flight; it was not acknowledged."""
+class WriterGone(PostbackdError):
+    """The writer process died while this unit was in flight; it was not acknowledged (the
+    caller answers 503, and the client may retry)."""
+
+    status = 503
+    code = "writer_unavailable"
 
 
 class ProcessWriter:
@@ -127,13 +132,13 @@ class ProcessWriter:
             raise TypeError(f"cannot send {item.fn!r} to the writer process: {exc}") from exc
         with self._lock:
             if self._conn is None:
-                raise WriterGone("the writer process is restarting")
+                raise WriterGone(message="the writer process is restarting")
             self._pending[rid] = item
             try:
                 self._conn.send_bytes(rid.to_bytes(_RID, "little") + payload)
             except OSError as exc:
                 self._pending.pop(rid, None)
-                raise WriterGone("the writer process is gone") from exc
+                raise WriterGone(message="the writer process is gone") from exc
 
     # ---- results ----------------------------------------------------------------------
 
@@ -175,7 +180,7 @@ class ProcessWriter:
                 self._conn = None
         if lost:
             log.error("writer process exited with %d units in flight", len(lost))
-        error = WriterGone("the writer process exited before committing this unit")
+        error = WriterGone(message="the writer process exited before committing this unit")
         self._settle_failed(lost.values(), error)
         if not self._stopping:
             log.error("writer process died; starting a new one")
