@@ -138,24 +138,15 @@ def test_the_admin_api_and_ingest_through_a_writer_process(settings, engine, org
         pb = client.post("/api/v1/postbacks", json=body).json()
         assert client.patch(f"/api/v1/postbacks/{pb['id']}", json={"timeout": 5}).status_code == 200
         lead = new_lead(client, cid)
-        fired = client.post(
-            f"/api/event/global/{org[0]}",
-            json={
-                "transaction_id": lead["transaction_id"],
-                "event_id": "sale_completed",
-                "revenue": 5,
-            },
-        )
+        sale = {
+            "transaction_id": lead["transaction_id"],
+            "event_id": "sale_completed",
+            "revenue": 5,
+        }
+        fired = client.post(f"/api/event/global/{org[0]}", json=sale)
         assert fired.status_code == 200, fired.text
         assert fired.json()["data"]["deliveries"] == 1
-        duplicate = client.post(
-            f"/api/event/global/{org[0]}",
-            json={
-                "transaction_id": lead["transaction_id"],
-                "event_id": "sale_completed",
-                "revenue": 5,
-            },
-        )
+        duplicate = client.post(f"/api/event/global/{org[0]}", json=sale)
         assert duplicate.status_code == 400 and duplicate.json()["code"] == "duplicate_event"
         delivery = list_deliveries(client, postback_id=pb["id"])[0]
         assert wait_final(client, delivery["id"])["state"] == "delivered"
