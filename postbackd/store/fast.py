@@ -43,19 +43,8 @@ def _kind(column: sa.Column) -> str:
 
 
 def _to_sqlite(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "datetime":
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    if kind == "json":
-        return _json_text(value)
-    if kind == "money":
-        return float(value)
-    if kind == "bool":
-        return int(value)
-    if kind == "date":
-        return value.isoformat()
-    return value
+    convert = _TO_SQLITE.get(kind)
+    return value if value is None or convert is None else convert(value)
 
 
 def _json_text(value: Any) -> str:
@@ -100,19 +89,8 @@ _FROM_SQLITE = {
 
 
 def _from_sqlite(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "datetime":
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    if kind == "json":
-        return orjson.loads(value)
-    if kind == "money":
-        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if kind == "bool":
-        return bool(value)
-    if kind == "date":
-        return date.fromisoformat(value)
-    return value
+    convert = _FROM_SQLITE.get(kind)
+    return value if value is None or convert is None else convert(value)
 
 
 def param(conn: sa.Connection, kind: str, value: Any) -> Any:

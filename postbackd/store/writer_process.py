@@ -27,14 +27,13 @@ import os
 import pickle
 import signal
 import threading
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from postbackd.errors import PostbackdError
-from postbackd.store.writer import Work, Writer, _Item
+from postbackd.store.writer import Work, Writer, _deliver, _Item
 
 log = logging.getLogger(__name__)
 _RID = 8  # bytes of request id in front of each unit
@@ -152,25 +151,9 @@ class ProcessWriter:
         self._lost(conn)
 
     def _settle(self, outcomes: list[tuple[int, bool, bytes]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list] = defaultdict(list)
-        for rid, ok, payload in outcomes:
-            with self._lock:
-                item = self._pending.pop(rid, None)
-            if item is None:
-                continue
-            try:
-                value = pickle.loads(payload)
-            except Exception as exc:
-                ok, value = False, RuntimeError(f"could not read the writer's answer: {exc!r}")
-            if item.loop is None:
-                _set(item.future, ok, value)
-            else:
-                by_loop[item.loop].append((item.future, ok, value))
-        for loop, results in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_set_all, results)
-            except RuntimeError:
-                log.warning("dropping %d results for a closed event loop", len(results))
+        with self._lock:
+            items = [(self._pending.pop(rid, None), ok, payload) for rid, ok, payload in outcomes]
+        _deliver([(item, *_unpickled(ok, payload)) for item, ok, payload in items if item])
 
     def _lost(self, conn) -> None:
         """The child is gone: fail everything in flight; start a new one unless stopping."""
@@ -181,32 +164,17 @@ class ProcessWriter:
         if lost:
             log.error("writer process exited with %d units in flight", len(lost))
         error = WriterGone(message="the writer process exited before committing this unit")
-        self._settle_failed(lost.values(), error)
+        _deliver([(item, False, error) for item in lost.values()])
         if not self._stopping:
             log.error("writer process died; starting a new one")
             self._spawn()
 
-    def _settle_failed(self, items, error: Exception) -> None:
-        for item in items:
-            if item.loop is None:
-                _set(item.future, False, error)
-            else:
-                with contextlib.suppress(RuntimeError):
-                    item.loop.call_soon_threadsafe(_set_all, [(item.future, False, error)])
 
-
-def _set(future, ok: bool, value: Any) -> None:
-    if future.cancelled() or future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-def _set_all(results: list) -> None:
-    for future, ok, value in results:
-        _set(future, ok, value)
+def _unpickled(ok: bool, payload: bytes) -> tuple[bool, Any]:
+    try:
+        return ok, pickle.loads(payload)
+    except Exception as exc:
+        return False, RuntimeError(f"could not read the writer's answer: {exc!r}")
 
 
 # ---- the child ----------------------------------------------------------------------------
