@@ -136,6 +136,7 @@ def worker(
     import signal
 
     from postbackd.delivery.worker import running
+    from postbackd.runtime import settle_heap
 
     settings = _settings(database_url=database_url, worker_concurrency=concurrency)
     engine = _engine(settings)
@@ -153,6 +154,7 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         async with running(settings, engine, writer) as dispatcher:
             console.print(f"worker {dispatcher.worker_id} delivering from {settings.database_url}")
+            settle_heap()
             await stop.wait()
 
     try:

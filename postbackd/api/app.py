@@ -17,6 +17,7 @@ from postbackd.api import admin_data, admin_postbacks, admin_setup, errors, fron
 from postbackd.api.limits import BodyLimit
 from postbackd.api.services import Services
 from postbackd.delivery import worker
+from postbackd.runtime import settle_heap
 from postbackd.settings import Settings
 from postbackd.store.engine import make_engine, migrate
 from postbackd.store.writer import Writer
@@ -52,6 +53,7 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             for starter in services.starters:
                 await stack.enter_async_context(starter(services))
+            settle_heap()
             yield
         await services.close()
         services.writer.stop()

@@ -75,7 +75,8 @@ class Writer:
         for q in self._queues:
             q.put(_STOP)
         for t in self._threads:
-            t.join(timeout=10)
+            if t.ident is not None:  # never started: the writer process ran batches itself
+                t.join(timeout=10)
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` (in the writer thread) after every commit; must be quick."""
@@ -126,18 +127,24 @@ class Writer:
     def _loop(self, q: queue.SimpleQueue) -> None:
         conn = None
         while (batch := self._take_batch(q)) is not None:
-            try:
-                conn = conn or self.engine.connect().execution_options(immediate=True)
-                outcomes = self._run_batch(conn, batch)
-            except Exception as exc:  # the commit itself failed: nobody is acknowledged
-                log.exception("writer batch of %d failed", len(batch))
-                outcomes = [(item, False, exc) for item in batch]
-                conn = _discard(conn)
-            self._report(outcomes)
-            for callback in self._after_commit:
-                callback()
+            conn = self.process(conn, batch)
         if conn is not None:
             conn.close()
+
+    def process(self, conn: sa.Connection | None, batch: list[_Item]) -> sa.Connection | None:
+        """Run and commit one batch on `conn` (opened if None), report every outcome; returns
+        the connection to use next. The writer process calls this from its only thread."""
+        try:
+            conn = conn or self.engine.connect().execution_options(immediate=True)
+            outcomes = self._run_batch(conn, batch)
+        except Exception as exc:  # the commit itself failed: nobody is acknowledged
+            log.exception("writer batch of %d failed", len(batch))
+            outcomes = [(item, False, exc) for item in batch]
+            conn = _discard(conn)
+        self._report(outcomes)
+        for callback in self._after_commit:
+            callback()
+        return conn
 
     def _run_batch(self, conn: sa.Connection, batch: list[_Item]) -> list[tuple[_Item, bool, Any]]:
         self.batches += 1

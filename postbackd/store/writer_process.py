@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from postbackd.errors import PostbackdError
+from postbackd.runtime import settle_heap
 from postbackd.store.writer import Work, Writer, _deliver, _Item
 
 log = logging.getLogger(__name__)
@@ -201,17 +202,57 @@ def _child_main(conn, url: str, synchronous: str, threads: int, log_level: int) 
         with send_lock, contextlib.suppress(OSError):  # the server is gone; the commit stands
             conn.send_bytes(message)
 
-    writer = Writer(engine, threads=threads, report=report).start()
-    conn.send_bytes(_READY)
+    writer = Writer(engine, threads=threads, report=report)
+    settle_heap()
     try:
-        _serve_units(conn, writer, report)
+        if threads == 1:
+            conn.send_bytes(_READY)
+            _serve_alone(conn, writer, report)
+        else:
+            writer.start()
+            conn.send_bytes(_READY)
+            _serve_units(conn, writer, report)
     finally:
         writer.stop()  # runs what was already received, then exits
         engine.dispose()
         os._exit(0)
 
 
+def _serve_alone(conn, writer: Writer, report: Callable) -> None:
+    """SQLite's one writer: this thread reads the units and runs them itself. A reader
+    thread handing units to a writer thread cost a GIL hand-over per unit (CPU, and
+    milliseconds of latency while the other thread held it); here whatever arrived while
+    a batch ran and committed simply becomes the next batch."""
+    db = None
+    try:
+        done = False
+        while not done:
+            batch, done = _read_batch(conn, writer.max_batch, report)
+            if batch:
+                db = writer.process(db, batch)
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _read_batch(conn, limit: int, report: Callable) -> tuple[list[_Item], bool]:
+    """Wait for one unit, then take what else is already waiting (up to `limit`); the flag
+    says the server asked us to stop (or is gone)."""
+    batch: list[_Item] = []
+    while len(batch) < limit and (not batch or conn.poll(0)):
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return batch, True
+        if not message:
+            return batch, True
+        if (item := _unit(message, report)) is not None:
+            batch.append(item[0])
+    return batch, False
+
+
 def _serve_units(conn, writer: Writer, report: Callable) -> None:
+    """PostgreSQL's several writer threads: this thread only reads and hands units out."""
     while True:
         try:
             message = conn.recv_bytes()
@@ -219,13 +260,19 @@ def _serve_units(conn, writer: Writer, report: Callable) -> None:
             return
         if not message:
             return
-        rid = int.from_bytes(message[:_RID], "little")
-        try:
-            fn, args, key = pickle.loads(message[_RID:])
-        except Exception as exc:
-            report([(_Item(None, (), rid), False, RuntimeError(f"unreadable unit: {exc!r}"))])
-            continue
-        writer.enqueue(_Item(fn, args, rid), key)
+        if (item := _unit(message, report)) is not None:
+            writer.enqueue(*item)
+
+
+def _unit(message: bytes, report: Callable) -> tuple[_Item, str | None] | None:
+    """A unit and its key, off the wire; one that cannot be read fails alone."""
+    rid = int.from_bytes(message[:_RID], "little")
+    try:
+        fn, args, key = pickle.loads(message[_RID:])
+    except Exception as exc:
+        report([(_Item(None, (), rid), False, RuntimeError(f"unreadable unit: {exc!r}"))])
+        return None
+    return _Item(fn, args, rid), key
 
 
 def _pickled(ok: bool, value: Any) -> bytes:
