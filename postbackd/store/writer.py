@@ -166,7 +166,14 @@ def _deliver(outcomes: list[tuple[_Item, bool, Any]]) -> None:
                 item.future.set_exception(value)
         else:
             by_loop[item.loop].append((item.future, ok, value))
+    try:
+        here = asyncio.get_running_loop()  # the writer process's results, read on the loop
+    except RuntimeError:
+        here = None
     for loop, results in by_loop.items():
+        if loop is here:
+            _settle(results)
+            continue
         try:
             loop.call_soon_threadsafe(_settle, results)
         except RuntimeError:  # that loop is closed: its callers are gone

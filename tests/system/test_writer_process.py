@@ -162,3 +162,83 @@ def test_the_admin_api_and_ingest_through_a_writer_process(settings, engine, org
         assert client.post(f"/api/v1/postbacks/{pb['id']}/archive").json()["archived"] is True
         received = receiver.wait_for(3, timeout=15)
         assert all(r.headers.get("Authorization") == "Bearer s3cret" for r in received)
+
+
+# ---- started inside a running event loop (how `serve` runs it) ----------------------------
+
+
+def _in_loop(engine, body):
+    """Start a ProcessWriter inside a running loop (the pipe is served by that loop), run
+    `body(writer)`, stop it on the loop as the server's lifespan does."""
+
+    async def main():
+        w = ProcessWriter(engine, threads=1 if engine.dialect.name == "sqlite" else 2).start()
+        try:
+            return await body(w)
+        finally:
+            w.stop()
+
+    return asyncio.run(main())
+
+
+def test_loop_mode_answers_units_from_the_loop_and_from_threads(engine):
+    async def body(w):
+        assert w._reader is None  # no reader thread: the loop reads the results
+        made = await asyncio.gather(*(w.run(make_org, f"loop-{i}") for i in range(40)))
+        in_threads = await asyncio.gather(
+            *(asyncio.to_thread(w.run_sync, make_org, f"thread-{i}") for i in range(10))
+        )
+        return made, in_threads
+
+    made, in_threads = _in_loop(engine, body)
+    assert [o["name"] for o in made] == [f"loop-{i}" for i in range(40)]
+    assert [o["name"] for o in in_threads] == [f"thread-{i}" for i in range(10)]
+    assert {f"loop-{i}" for i in range(40)} | {f"thread-{i}" for i in range(10)} <= names(engine)
+
+
+def test_loop_mode_keeps_failures_apart_and_refuses_run_sync_on_the_loop(engine):
+    async def body(w):
+        results = await asyncio.gather(
+            w.run(make_org, "lm-kept"), w.run(refuse, "lm-refused"), return_exceptions=True
+        )
+        with pytest.raises(RuntimeError, match="use run"):
+            w.run_sync(make_org, "would-deadlock")
+        return results
+
+    kept, error = _in_loop(engine, body)
+    assert kept["name"] == "lm-kept" and isinstance(error, Conflict)
+    assert "lm-refused" not in names(engine) and "would-deadlock" not in names(engine)
+
+
+def test_loop_mode_a_killed_child_fails_in_flight_units_and_is_replaced(engine):
+    async def body(w):
+        first = w.pid
+        pending = asyncio.ensure_future(w.run(slow_org, "lm-in-flight", 5.0))
+        await asyncio.sleep(1.0)  # the child is inside the unit
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(WriterGone):
+            await asyncio.wait_for(pending, 20)
+        deadline = time.monotonic() + 30
+        while True:  # a new child starts in a thread while the loop keeps serving
+            try:
+                return first, w.pid, await w.run(make_org, "lm-after-restart")
+            except WriterGone:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+
+    first, second, after = _in_loop(engine, body)
+    assert second != first and after["name"] == "lm-after-restart"
+    assert "lm-in-flight" not in names(engine)
+
+
+def test_loop_mode_stop_answers_what_was_already_sent(engine):
+    """Units queued in the same loop turn as the stop still commit and are answered."""
+
+    async def body(w):
+        tasks = [asyncio.ensure_future(w.run(make_org, f"last-{i}")) for i in range(5)]
+        await asyncio.sleep(0)  # queued on the loop, not yet written to the pipe
+        w.stop()  # writes them and the stop message, reads the answers until the child exits
+        return await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+    assert [r["name"] for r in _in_loop(engine, body)] == [f"last-{i}" for i in range(5)]
+    assert {f"last-{i}" for i in range(5)} <= names(engine)
