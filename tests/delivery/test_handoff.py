@@ -100,3 +100,25 @@ def test_the_live_worker_takes_its_handoff_and_declines_while_behind(live, recei
     assert wait_final(live, delivery["id"])["state"] == "delivered"
     dispatcher._backlog = True  # as after a claim that came back full
     assert dispatcher.handoff_lease() is None
+
+
+def test_a_claim_carries_what_the_worker_needs_and_the_same_context(admin, engine, receiver, lead):
+    """A claim returns only the columns a worker needs (`outbox.CLAIMED`), and the same
+    context a handed delivery carries."""
+    from datetime import UTC, datetime, timedelta
+
+    from postbackd.store import outbox
+
+    add_postback(admin, receiver, "/claimed")
+    handed = fire_with_lease(engine, admin.org_id, lead["transaction_id"], ("w1#handoff", 0.1))
+    [given] = handed["handoff"]
+    writer = Writer(engine).start()
+    try:
+        later = datetime.now(UTC) + timedelta(seconds=5)  # the handoff lease has run out
+        [claimed] = writer.run_sync(outbox.claim_due, "w2", 10, 60, later)
+    finally:
+        writer.stop()
+    assert set(claimed) == set(outbox.CLAIMED)
+    assert claimed["id"] == given["id"] and claimed["leased_by"] == "w2"
+    assert claimed["context"] == given["context"]
+    assert claimed["context"]["zip_code"] == "10001"
