@@ -122,6 +122,11 @@ class ProcessWriter:
             self._reader.daemon = True
             self._reader.start()
             return
+        if self._stopping:  # a replacement that finished starting after stop(): let it go
+            with contextlib.suppress(OSError):
+                conn.send_bytes(b"")
+            conn.close()
+            return
         os.set_blocking(conn.fileno(), False)
         self._frames = Frames()
         self._out.clear()
