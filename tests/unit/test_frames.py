@@ -1,4 +1,5 @@
-"""The pipe framing of the writer process (store/writer_process.Frames, frame)."""
+"""The writer process's pipe: framing (Frames, frame) and the child's inbox (gulped reads, the
+group-commit gather, units off the wire)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,84 @@ def test_any_chunking_gives_back_the_same_messages(messages, cuts):
     frames.feed(wire[pos:])
     got += frames.pop()
     assert got == messages
+
+
+# ---- the writer child's inbox: gulped reads and the group-commit gather ------------------
+
+
+def _inbox_pair():
+    from postbackd.store.writer_process import _Inbox
+
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    return _Inbox(theirs), ours, theirs
+
+
+def test_take_returns_every_unit_written_since_the_last_read():
+    inbox, ours, theirs = _inbox_pair()
+    try:
+        os.write(ours.fileno(), b"".join(frame(bytes([i])) for i in range(5)))
+        assert inbox.take(3) == [b"\x00", b"\x01", b"\x02"]
+        assert inbox.take(10) == [b"\x03", b"\x04"]  # left in the buffer, no read needed
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_gather_keeps_what_arrives_within_the_window():
+    import threading
+    import time
+
+    inbox, ours, theirs = _inbox_pair()
+    try:
+        later = threading.Timer(0.01, lambda: os.write(ours.fileno(), frame(b"late")))
+        later.start()
+        started = time.monotonic()
+        inbox.gather(0.5)
+        later.join()
+        assert time.monotonic() - started >= 0.5  # it waits out its window, not one read
+        assert inbox.frames.pop() == [b"late"]
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_gather_with_nothing_coming_returns_after_its_window():
+    import time
+
+    inbox, ours, theirs = _inbox_pair()
+    try:
+        started = time.monotonic()
+        inbox.gather(0.05)
+        assert 0.05 <= time.monotonic() - started < 2
+        assert inbox.frames.pop() == []
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_gather_and_take_see_the_server_gone():
+    inbox, ours, theirs = _inbox_pair()
+    try:
+        os.write(ours.fileno(), frame(b"last"))
+        ours.close()  # the server exits
+        inbox.gather(5)  # returns at EOF, not after 5 s
+        assert inbox.take(10) == [b"last"]
+        assert inbox.take(10) == []  # and then: gone
+    finally:
+        theirs.close()
+
+
+def test_units_stop_at_the_empty_message_and_an_unreadable_one_fails_alone():
+    import pickle
+
+    from postbackd.store.writer_process import _units
+
+    unit = (1).to_bytes(8, "little") + pickle.dumps((os.getpid, (), None))
+    garbage = (2).to_bytes(8, "little") + b"not a pickle"
+    reported = []
+    batch, stop = _units([unit, garbage, unit, b""], report=reported.extend)
+    assert [item.fn for item in batch] == [os.getpid, os.getpid] and stop
+    [(failed, ok, error)] = reported
+    assert failed.future == 2 and not ok and "unreadable unit" in str(error)
+    batch, stop = _units([unit], report=reported.extend)
+    assert len(batch) == 1 and not stop
