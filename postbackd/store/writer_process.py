@@ -167,9 +167,7 @@ class ProcessWriter:
                 break
             if not data:
                 break
-            self._frames.feed(data)
-            for message in self._frames.pop():
-                self._settle(pickle.loads(message))
+            self._received(data)
         self._gone(conn)
 
     @property
@@ -269,6 +267,10 @@ class ProcessWriter:
             self._loop.remove_writer(conn.fileno())
             self._gone(conn)
             return
+        self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        """Loop mode: settle every whole answer that `data` completes."""
         self._frames.feed(data)
         for message in self._frames.pop():
             self._settle(pickle.loads(message))

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import struct
+import threading
+import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,71 +75,53 @@ def test_any_chunking_gives_back_the_same_messages(messages, cuts):
 # ---- the writer child's inbox: gulped reads and the group-commit gather ------------------
 
 
-def _inbox_pair():
+@pytest.fixture
+def pipe():
+    """(the child's inbox, the server's end of the pipe)."""
     from postbackd.store.writer_process import _Inbox
 
     ours, theirs = multiprocessing.Pipe(duplex=True)
-    return _Inbox(theirs), ours, theirs
+    yield _Inbox(theirs), ours
+    ours.close()
+    theirs.close()
 
 
-def test_take_returns_every_unit_written_since_the_last_read():
-    inbox, ours, theirs = _inbox_pair()
-    try:
-        os.write(ours.fileno(), b"".join(frame(bytes([i])) for i in range(5)))
-        assert inbox.take(3) == [b"\x00", b"\x01", b"\x02"]
-        assert inbox.take(10) == [b"\x03", b"\x04"]  # left in the buffer, no read needed
-    finally:
-        ours.close()
-        theirs.close()
+def test_take_returns_every_unit_written_since_the_last_read(pipe):
+    inbox, ours = pipe
+    os.write(ours.fileno(), b"".join(frame(bytes([i])) for i in range(5)))
+    assert inbox.take(3) == [b"\x00", b"\x01", b"\x02"]
+    assert inbox.take(10) == [b"\x03", b"\x04"]  # left in the buffer, no read needed
 
 
-def test_gather_keeps_what_arrives_within_the_window():
-    import threading
-    import time
-
-    inbox, ours, theirs = _inbox_pair()
-    try:
-        later = threading.Timer(0.01, lambda: os.write(ours.fileno(), frame(b"late")))
-        later.start()
-        started = time.monotonic()
-        inbox.gather(0.5)
-        later.join()
-        assert time.monotonic() - started >= 0.5  # it waits out its window, not one read
-        assert inbox.frames.pop() == [b"late"]
-    finally:
-        ours.close()
-        theirs.close()
+def test_gather_keeps_what_arrives_within_the_window(pipe):
+    inbox, ours = pipe
+    later = threading.Timer(0.01, lambda: os.write(ours.fileno(), frame(b"late")))
+    later.start()
+    started = time.monotonic()
+    inbox.gather(0.5)
+    later.join()
+    assert time.monotonic() - started >= 0.5  # it waits out its window, not one read
+    assert inbox.frames.pop() == [b"late"]
 
 
-def test_gather_with_nothing_coming_returns_after_its_window():
-    import time
-
-    inbox, ours, theirs = _inbox_pair()
-    try:
-        started = time.monotonic()
-        inbox.gather(0.05)
-        assert 0.05 <= time.monotonic() - started < 2
-        assert inbox.frames.pop() == []
-    finally:
-        ours.close()
-        theirs.close()
+def test_gather_with_nothing_coming_returns_after_its_window(pipe):
+    inbox, _ours = pipe
+    started = time.monotonic()
+    inbox.gather(0.05)
+    assert 0.05 <= time.monotonic() - started < 2
+    assert inbox.frames.pop() == []
 
 
-def test_gather_and_take_see_the_server_gone():
-    inbox, ours, theirs = _inbox_pair()
-    try:
-        os.write(ours.fileno(), frame(b"last"))
-        ours.close()  # the server exits
-        inbox.gather(5)  # returns at EOF, not after 5 s
-        assert inbox.take(10) == [b"last"]
-        assert inbox.take(10) == []  # and then: gone
-    finally:
-        theirs.close()
+def test_gather_and_take_see_the_server_gone(pipe):
+    inbox, ours = pipe
+    os.write(ours.fileno(), frame(b"last"))
+    ours.close()  # the server exits
+    inbox.gather(5)  # returns at EOF, not after 5 s
+    assert inbox.take(10) == [b"last"]
+    assert inbox.take(10) == []  # and then: gone
 
 
 def test_units_stop_at_the_empty_message_and_an_unreadable_one_fails_alone():
-    import pickle
-
     from postbackd.store.writer_process import _units
 
     unit = (1).to_bytes(8, "little") + pickle.dumps((os.getpid, (), None))
