@@ -8,7 +8,9 @@ Runs, interleaved (A B A B …) and repeated `--repeat` times, medians quoted:
   sqlite    the real `postbackd serve --no-worker` on a SQLite file (synchronous=FULL by
             default): global event postbacks for random existing leads (a conversion and a
             tracking event, both allowing duplicates) at saturation (-c64) and at a fixed
-            1,000 events/s offered (-c16, wrk Lua pacing);
+            1,000 events/s offered (-c16, wrk Lua pacing); one JSON postback fires on
+            both events, so every accepted event commits its outbox row too (left
+            pending: no worker);
   postgres  the same on a scratch database next to --pg-url, if PostgreSQL is reachable.
 Accepted = answered 200 (counted by wrk's response() hook, cross-checked against the
 conversions table). CPU of the server, wrk and the whole box come from /proc.
@@ -52,6 +54,19 @@ TICK = os.sysconf("SC_CLK_TCK")
 WRK_INSTALL = ["apt-get", "install", "-y", "wrk"]
 TARGET_RATIO = 0.20
 TARGET_P99_MS = 20.0
+# The postback every event fires (the dispatch benchmark's fields): one outbox row each.
+POSTBACK_FIELDS = {
+    "click": "{transaction_id}",
+    "t": "{sub1}",
+    "ct": "{conversion_time}",
+    "event": "{event_id}",
+    "conversion": "{conversion_id}",
+    "lead": "{lead_id}",
+    "delivery": "{delivery_id}",
+    "pid": "{pid}",
+    "utm_source": "{utm_source}",
+    "status": "{status}",
+}
 NOISE_CORES = 0.3  # busy CPUs on the idle box before a run above which it is flagged
 
 
@@ -208,13 +223,24 @@ class Candidate:
             {"event_id": "page_view", "type": "tracking", "allow_duplicates": True},
         ):
             http_json("POST", f"{base}/api/v1/campaigns/{campaign['id']}/events", event, self.key)
+        # Every accepted event also writes its outbox row in the same transaction (the
+        # issue's "commit, with the outbox row"); `serve --no-worker` leaves it pending.
+        postback = {
+            "name": "bench outbox",
+            "trigger": "event",
+            "trigger_events": ["sale", "page_view"],
+            "url": "http://127.0.0.1:9/postback",
+            "fields": POSTBACK_FIELDS,
+        }
+        http_json("POST", f"{base}/api/v1/postbacks", postback, self.key)
         return asyncio.run(_create_leads(base, campaign["id"], leads))
 
     @property
     def pid(self) -> int:
         return self.server.pid
 
-    def conversions(self) -> int:
+    def conversions(self) -> tuple[int, int]:
+        """Rows in conversions and in the outbox (deliveries)."""
         import sqlalchemy as sa
 
         from postbackd.store.engine import make_engine
@@ -222,7 +248,10 @@ class Candidate:
         engine = make_engine(self.db_url, pool_size=1)
         try:
             with engine.connect() as conn:
-                return conn.execute(sa.text("SELECT count(*) FROM conversions")).scalar()
+                return tuple(
+                    conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
+                    for table in ("conversions", "deliveries")
+                )
         finally:
             engine.dispose()
 
@@ -319,7 +348,9 @@ def run_wrk(wrk: str, target, *, conns: int, duration: float, rate: float) -> di
         "wrk": w,
     }
     if before_db is not None:
-        result["db_conversions_added"] = target.conversions() - before_db
+        after_db = target.conversions()
+        result["db_conversions_added"] = after_db[0] - before_db[0]
+        result["db_outbox_rows_added"] = after_db[1] - before_db[1]
     return result
 
 
@@ -516,6 +547,12 @@ def main(argv=None) -> int:
                     f" {r['accepted_per_s']:9,.0f} 2xx/s  p50 {r['p50_ms']:6.2f} ms"
                     f"  p99 {r['p99_ms']:6.2f} ms  server CPU {r['server_cpu_pct']:4.0f}%"
                     f"  box CPU {r['box_cpu_pct']:4.0f}%  non-2xx {_non2xx(r)}"
+                    + (
+                        f"  db +{r['db_conversions_added']:,} conversions"
+                        f" +{r['db_outbox_rows_added']:,} outbox rows"
+                        if "db_outbox_rows_added" in r
+                        else ""
+                    )
                     + (
                         f"  NOISY ({r['busy_cores_before']:.1f} CPUs busy before)"
                         if r["noisy"]
