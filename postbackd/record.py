@@ -200,6 +200,13 @@ def _event_lock(conn: sa.Connection, lead_id: str, evd_id: str) -> None:
 
 
 def _lead_changes(lead: dict, cmd: EventCommand) -> dict[str, Any]:
+    """What the event changes on the lead; values it already holds are left out, so a
+    buyer re-posting the same sub ids does not rewrite the row (nor bump updated_at)."""
+    changes = _wanted_changes(lead, cmd)
+    return {k: val for k, val in changes.items() if lead.get(k) != val}
+
+
+def _wanted_changes(lead: dict, cmd: EventCommand) -> dict[str, Any]:
     changes: dict[str, Any] = dict(cmd.tracking)
     if cmd.lead_fields:
         changes["fields"] = {**lead["fields"], **cmd.lead_fields}
@@ -346,6 +353,8 @@ def screen(
     passed every other filter uses up a cap.
     """
     cfg = _filter_config(postback)
+    if cfg is None:
+        return {}
     skip = filters.first_skip(cfg, filters.Facts(fields=ctx, now=now, timezone=tz))
     if skip is None and cfg.caps.enabled:
         limits = cfg.caps.limits()
@@ -363,16 +372,18 @@ def screen(
     }
 
 
-_PARSED_FILTERS: dict[str, tuple[dict, filters.FilterConfig]] = {}
+_PARSED_FILTERS: dict[str, tuple[dict, filters.FilterConfig | None]] = {}
 
 
-def _filter_config(postback: dict) -> filters.FilterConfig:
+def _filter_config(postback: dict) -> filters.FilterConfig | None:
     """A postback's filters, validated once per config object (config rows are cached and
-    shared, so the same dict comes back for every event until the postback changes)."""
+    shared, so the same dict comes back for every event until the postback changes);
+    None when none is enabled, the common case, which then costs one lookup."""
     config = postback["config"]
     hit = _PARSED_FILTERS.get(postback["id"])
     if hit is None or hit[0] is not config:
-        hit = (config, filters.FilterConfig.model_validate(config.get("filters") or {}))
+        cfg = filters.FilterConfig.model_validate(config.get("filters") or {})
+        hit = (config, cfg if any(f.enabled for f in cfg.filters()) else None)
         _PARSED_FILTERS[postback["id"]] = hit
     return hit[1]
 

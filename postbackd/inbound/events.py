@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from postbackd.errors import InputError
@@ -56,6 +57,14 @@ class EventCommand:
     cost_operation: str = "override"
     adspend: Decimal | None = None
     min_price: Decimal | None = None
+
+    def __reduce__(self):
+        """Pickled as its field values: every event crosses to the SQLite writer process,
+        and the slots dataclass default walks `fields()` on each pickle and unpickle."""
+        return (EventCommand, _field_values(self))
+
+
+_field_values = attrgetter(*(f.name for f in fields(EventCommand)))
 
 
 def parse_event(params: Mapping[str, Any], *, require_cid: bool = False) -> EventCommand:

@@ -237,3 +237,32 @@ def test_other_organization_cannot_fire_on_lead(admin, world, engine):
         json={"event_id": "page_view", "transaction_id": world["tid"]},
     )
     assert (r.status_code, r.json()["code"]) == (400, "lead_not_found")
+
+
+def test_repeated_values_leave_the_lead_row_alone(admin, world, engine):
+    """A buyer re-posting the ids the lead already holds changes nothing on the lead (no
+    rewrite, no new updated_at); a value that differs is written."""
+    import sqlalchemy as sa
+
+    from postbackd.store.tables import leads
+
+    def stored():
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(leads.c.sub1, leads.c.fields, leads.c.cost, leads.c.updated_at).where(
+                    leads.c.id == world["lead_id"]
+                )
+            ).one()
+        return row._asdict()
+
+    same = {"event_id": "page_view", "transaction_id": world["tid"], "sub1": "s1", "cost": "2.5"}
+    assert post(admin, world, **same, state="NY").status_code == 200
+    first = stored()
+    assert (first["sub1"], first["cost"], first["fields"]["state"]) == ("s1", 2.5, "NY")
+    assert post(admin, world, **same, state="NY").status_code == 200
+    assert stored() == first
+    assert post(admin, world, **{**same, "sub1": "s2"}).status_code == 200
+    second = stored()
+    assert second["sub1"] == "s2" and second["updated_at"] > first["updated_at"]
+    assert post(admin, world, **same, cost_operation="add").status_code == 200
+    assert stored()["cost"] == 5.0
