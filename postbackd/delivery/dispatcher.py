@@ -28,7 +28,7 @@ from postbackd.delivery.retry import ErrorCode, Outcome, RetryPolicy, decide
 from postbackd.delivery.sender import Response, Sender, body_ok
 from postbackd.model import DeliveryState
 from postbackd.outbound import request as outbound_request
-from postbackd.outbound.signing import redact_headers, redact_text
+from postbackd.outbound.signing import Redaction
 from postbackd.settings import Settings
 from postbackd.store import orgs, outbox
 from postbackd.store.cache import CONFIG
@@ -356,19 +356,17 @@ def _policy(config: dict) -> RetryPolicy:
     )
 
 
-class Redactor:
-    """Hides a postback's secrets in everything an attempt logs, both directions."""
+class Redactor(Redaction):
+    """Hides a postback's secrets in everything an attempt logs, both directions: the
+    secret values and their encodings anywhere, and the headers that carry credentials."""
 
     def __init__(self, secrets_: dict[str, str], config: dict):
-        self.values = outbound_request.secret_values(secrets_)
-        self.headers = {h.lower() for h in outbound_request.secret_headers(config)}
-
-    def text(self, value: str) -> str:
-        return redact_text(value, self.values)
+        super().__init__(
+            outbound_request.secret_values(secrets_), outbound_request.secret_headers(config)
+        )
 
     def header_map(self, headers: dict[str, str]) -> dict[str, str]:
-        out = redact_headers(headers, self.values)
-        return {k: ("[redacted]" if k.lower() in self.headers else v) for k, v in out.items()}
+        return self.headers(headers)
 
 
 def _attempt_row(

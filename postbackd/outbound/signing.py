@@ -22,6 +22,7 @@ __all__ = [
     "SECRET_PREFIX",
     "basic_auth_header",
     "generate_secret",
+    "Redaction",
     "redact_headers",
     "redact_text",
     "sign",
@@ -74,24 +75,35 @@ def basic_auth_header(login: str, password: str) -> str:
     return "Basic " + token
 
 
+class Redaction:
+    """Secrets prepared once (each with its encoded forms, longest first) for the many
+    texts and header maps of the attempts logged under them."""
+
+    def __init__(self, secrets: Iterable[str], headers: Iterable[str] = ()):
+        self.needles = _needles(secrets)
+        self.hidden = _ALWAYS_REDACTED | {h.lower() for h in headers}
+
+    def text(self, text: str) -> str:
+        for needle in self.needles:
+            text = text.replace(needle, REDACTED)
+        return text
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        hidden, needles = self.hidden, self.needles
+        return {
+            name: REDACTED if name.lower() in hidden or any(n in value for n in needles) else value
+            for name, value in headers.items()
+        }
+
+
 def redact_headers(headers: Mapping[str, str], secrets: Iterable[str]) -> dict[str, str]:
     """A copy safe to log: credential headers, and any header carrying a secret, redacted."""
-    needles = _needles(secrets)
-    return {
-        name: REDACTED if _is_secret_header(name, value, needles) else value
-        for name, value in headers.items()
-    }
+    return Redaction(secrets).headers(headers)
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every occurrence of each secret (and its encoded forms) replaced."""
-    for needle in _needles(secrets):
-        text = text.replace(needle, REDACTED)
-    return text
-
-
-def _is_secret_header(name: str, value: str, needles: list[str]) -> bool:
-    return name.lower() in _ALWAYS_REDACTED or any(n in value for n in needles)
+    return Redaction(secrets).text(text)
 
 
 def _needles(secrets: Iterable[str]) -> list[str]:

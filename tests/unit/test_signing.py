@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from postbackd.outbound import signing
 from postbackd.outbound.signing import (
     REDACTED,
+    Redaction,
     basic_auth_header,
     generate_secret,
     redact_headers,
@@ -32,6 +33,7 @@ def now() -> int:
 def test_all_is_exported():
     assert set(signing.__all__) == {
         "REDACTED",
+        "Redaction",
         "SECRET_PREFIX",
         "basic_auth_header",
         "generate_secret",
@@ -215,3 +217,19 @@ def test_very_short_secrets_are_not_searched_in_text(secret):
 )
 def test_redacted_text_never_contains_the_secret(secret, before, after):
     assert secret not in redact_text(before + secret + after, [secret]).replace(REDACTED, "\0")
+
+
+def test_a_prepared_redaction_matches_the_one_off_functions_and_hides_named_headers():
+    secrets = ["s3cret", "p@ss word/+=", "abc"]  # "abc" is too short to redact
+    texts = ["tok-s3cret-value", "q=p%40ss+word%2F%2B%3D", "abc plain", ""]
+    headers = {"X-Token": "s3cret", "Authorization": "x", "X-Mine": "public", "X-Ok": "abc"}
+    prepared = Redaction(secrets, headers=["x-MINE"])
+    for text in texts:
+        assert prepared.text(text) == redact_text(text, secrets)
+    assert prepared.headers(headers) == {
+        "X-Token": REDACTED,
+        "Authorization": REDACTED,
+        "X-Mine": REDACTED,
+        "X-Ok": "abc",
+    }
+    assert Redaction(secrets).headers(headers) == redact_headers(headers, secrets)
