@@ -99,7 +99,8 @@ def param(conn: sa.Connection, kind: str, value: Any) -> Any:
 
 
 def _to_pg(kind: str, value: Any) -> Any:
-    return Jsonb(value) if kind == "json" and value is not None else value
+    # psycopg's default is the standard json.dumps; each delivery's context is ~1 KB.
+    return Jsonb(value, dumps=_json_text) if kind == "json" and value is not None else value
 
 
 class Table:
