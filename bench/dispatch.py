@@ -46,6 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.disk import FsyncProbe, describe  # noqa: E402
 from bench.ingest import (  # noqa: E402
     _create_leads,
     _machine_info,
@@ -752,7 +753,10 @@ def run_rate(wrk: str, target: Target, receiver: Receiver, rate: float, args) ->
 
     window = CpuWindow({**target.pids(), "receiver": receiver.pid})
     cmd = wrk_cmd(wrk, target, conns=args.rate_conns, duration=args.duration, rate=rate, limit=0)
-    out, rusage = run_child(cmd, args.duration + 60, tick)
+    sqlite = target.db_url.startswith("sqlite")
+    probe = FsyncProbe(target.workdir) if sqlite else contextlib.nullcontext()
+    with probe:  # every event waits for an fsync on SQLite: sample the disk's own
+        out, rusage = run_child(cmd, args.duration + 60, tick)
     cpu = window.stop({"wrk": rusage.ru_utime + rusage.ru_stime})
     end = target.outbox.backlog()
     caught_up = wait_caught_up(target, timeout=60)
@@ -773,6 +777,8 @@ def run_rate(wrk: str, target: Target, receiver: Receiver, rate: float, args) ->
             "wrk": w,
         }
     )
+    if sqlite:
+        r["disk"] = probe.figures()
     r["backlog_growth"] = end["due"] - start["due"]
     r["backlog_ok"] = r["backlog_growth"] <= max(50, 0.05 * rate)
     print(
@@ -780,7 +786,9 @@ def run_rate(wrk: str, target: Target, receiver: Receiver, rate: float, args) ->
         f"  delivered {r['delivered_per_s']:,.0f}/s  e2e p50 {r['e2e_p50_ms']:.1f}"
         f" p99 {r['e2e_p99_ms']:.1f} ms  ingress p99 {r['ingress_p99_ms']:.1f} ms"
         f"  backlog {start['due']} -> {end['due']} (max {r['backlog_max']})"
-        f"  CPU {_cpu_text(cpu)}  non-2xx {r['non2xx'] or 0}" + noisy_note(r),
+        f"  CPU {_cpu_text(cpu)}  non-2xx {r['non2xx'] or 0}"
+        + (f"  {describe(r['disk'])}" if "disk" in r else "")
+        + noisy_note(r),
         flush=True,
     )
     return r
@@ -1062,6 +1070,17 @@ def _target_rows(t: dict, ceil: dict) -> list[tuple[str, str, str, str, str]]:
                 _cpu_text(r["cpu"]),
             ),
         ]
+        if r.get("disk", {}).get("fsyncs"):
+            disk = r["disk"]
+            rows.append(
+                (
+                    f"{tag} the disk's own fsync p50 / p99 / max",
+                    f"{disk['p50_ms']:.1f} / {disk['p99_ms']:.1f} / {disk['max_ms']:.0f} ms",
+                    "-",
+                    "-",
+                    f"{disk['over_20ms']} of {disk['fsyncs']} fsyncs > 20 ms",
+                )
+            )
     return rows
 
 

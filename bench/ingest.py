@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.disk import FsyncProbe, describe  # noqa: E402
 from tests.system.proc import (  # noqa: E402
     HOST,
     Server,
@@ -203,6 +204,7 @@ class Candidate:
     def __init__(self, name: str, db_url: str, workdir: Path, leads: int, env: dict, launcher=None):
         self.name = name
         self.db_url = db_url
+        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.org_id, self.key = create_api_key(db_url, f"bench-{name}", workdir)
         self.server = Server(db_url, workdir, env=env, launcher=launcher).start()
@@ -306,7 +308,10 @@ def run_wrk(wrk: str, target, *, conns: int, duration: float, rate: float) -> di
     cmd += [target.url, "--", str(target.tids_file), str(rate), "1"]
     before_db = target.conversions() if isinstance(target, Candidate) else None
     noise = busy_cores()
-    with tempfile.TemporaryFile() as out:
+    # At a fixed rate on SQLite every answer waits for an fsync: sample the disk's own.
+    sqlite = isinstance(target, Candidate) and target.db_url.startswith("sqlite")
+    probe = FsyncProbe(target.workdir) if rate and sqlite else contextlib.nullcontext()
+    with tempfile.TemporaryFile() as out, probe:
         th0 = thread_cpu(target.pid)
         s0, (b0, t0), w0 = proc_cpu(target.pid), box_cpu(), time.monotonic()
         proc = subprocess.Popen(
@@ -347,6 +352,8 @@ def run_wrk(wrk: str, target, *, conns: int, duration: float, rate: float) -> di
         "noisy": noise > NOISE_CORES,
         "wrk": w,
     }
+    if isinstance(probe, FsyncProbe):
+        result["disk"] = probe.figures()
     if before_db is not None:
         after_db = target.conversions()
         result["db_conversions_added"] = after_db[0] - before_db[0]
@@ -458,6 +465,16 @@ def table(med: dict, rate: float) -> list[tuple[str, str, str, str]]:
                     f"p99 target < {TARGET_P99_MS:g} ms: {ok}",
                 ),
             ]
+            if fixed.get("disk", {}).get("fsyncs"):
+                d = fixed["disk"]
+                rows.append(
+                    (
+                        f"{name} @{_n(rate)}/s: the disk's own fsync p50 / p99 / max",
+                        f"{d['p50_ms']:.1f} / {d['p99_ms']:.1f} / {d['max_ms']:.0f} ms",
+                        "",
+                        f"{d['over_20ms']:.0f} of {d['fsyncs']:.0f} fsyncs > 20 ms",
+                    )
+                )
     return rows
 
 
@@ -553,6 +570,7 @@ def main(argv=None) -> int:
                         if "db_outbox_rows_added" in r
                         else ""
                     )
+                    + (f"  {describe(r['disk'])}" if "disk" in r else "")
                     + (
                         f"  NOISY ({r['busy_cores_before']:.1f} CPUs busy before)"
                         if r["noisy"]
