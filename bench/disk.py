@@ -62,10 +62,17 @@ class FsyncProbe:
         }
 
 
+def cells(figures: dict) -> tuple[str, str]:
+    """(p50 / p99 / max, how many were slow): the two table cells both benchmarks print."""
+    return (
+        f"{figures['p50_ms']:.1f} / {figures['p99_ms']:.1f} / {figures['max_ms']:.0f} ms",
+        f"{figures['over_20ms']:.0f} of {figures['fsyncs']:.0f} fsyncs > 20 ms",
+    )
+
+
 def describe(figures: dict) -> str:
+    """The run line's note."""
     if not figures.get("fsyncs"):
         return "no fsync sampled"
-    return (
-        f"disk fsync p50 {figures['p50_ms']:.1f} / p99 {figures['p99_ms']:.1f}"
-        f" / max {figures['max_ms']:.0f} ms ({figures['over_20ms']} of {figures['fsyncs']} > 20 ms)"
-    )
+    latency, slow = cells(figures)
+    return f"disk fsync p50 / p99 / max {latency} ({slow})"

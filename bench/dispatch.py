@@ -46,8 +46,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import disk  # noqa: E402
 from bench.disk import FsyncProbe, describe  # noqa: E402
 from bench.ingest import (  # noqa: E402
+    POSTBACK_FIELDS,
     _create_leads,
     _machine_info,
     box_cpu,
@@ -76,21 +78,7 @@ TARGET_P99_RATE = 1000  # the p99 target is stated for this offered rate
 NOISE_CORES = 0.3
 CEILING_CONCURRENCY = 64
 SECRET_KEY = "dispatch-bench-throwaway-key"
-# The postback under test: `t` carries the event's send time (sub1), `ct` the time the
-# server recorded the conversion; the rest pads the body to ~300 bytes.
-FIELDS = {
-    "click": "{transaction_id}",
-    "t": "{sub1}",
-    "ct": "{conversion_time}",
-    "event": "{event_id}",
-    "conversion": "{conversion_id}",
-    "lead": "{lead_id}",
-    "delivery": "{delivery_id}",
-    "pid": "{pid}",
-    "utm_source": "{utm_source}",
-    "utm_campaign": "{utm_campaign}",
-    "status": "{status}",
-}
+FIELDS = POSTBACK_FIELDS  # the postback under test (see bench/ingest.py)
 
 
 # ---- the receiver (its own process: `dispatch.py --role receiver --port P`) ----------------
@@ -1071,16 +1059,8 @@ def _target_rows(t: dict, ceil: dict) -> list[tuple[str, str, str, str, str]]:
             ),
         ]
         if r.get("disk", {}).get("fsyncs"):
-            disk = r["disk"]
-            rows.append(
-                (
-                    f"{tag} the disk's own fsync p50 / p99 / max",
-                    f"{disk['p50_ms']:.1f} / {disk['p99_ms']:.1f} / {disk['max_ms']:.0f} ms",
-                    "-",
-                    "-",
-                    f"{disk['over_20ms']} of {disk['fsyncs']} fsyncs > 20 ms",
-                )
-            )
+            latency, slow = disk.cells(r["disk"])
+            rows.append((f"{tag} the disk's own fsync p50 / p99 / max", latency, "-", "-", slow))
     return rows
 
 

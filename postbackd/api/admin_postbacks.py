@@ -240,13 +240,13 @@ async def test_postback(postback_id: str, body: LeadRef, org_id: OrgId, svc: Ser
         "request": {
             "method": req.method,
             "url": redact.text(req.url),
-            "headers": redact.header_map(req.headers),
+            "headers": redact.headers(req.headers),
             "body": redact.text(request.body_text(req.body)),
             "missing": list(req.missing),
         },
         "response": {
             "status": resp.status,
-            "headers": redact.header_map(resp.headers),
+            "headers": redact.headers(resp.headers),
             "body": redact.text(resp.body.decode("utf-8", "replace")),
             "latency_ms": resp.latency_ms,
             "error": resp.error.value if resp.error else None,

@@ -365,9 +365,6 @@ class Redactor(Redaction):
             outbound_request.secret_values(secrets_), outbound_request.secret_headers(config)
         )
 
-    def header_map(self, headers: dict[str, str]) -> dict[str, str]:
-        return self.headers(headers)
-
 
 def _attempt_row(
     number, started_at, req, resp: Response, reason: str, redact: Redactor, keep: int
@@ -378,10 +375,10 @@ def _attempt_row(
         "started_at": started_at,
         "method": req.method,
         "url": redact.text(req.url),
-        "request_headers": redact.header_map(req.headers),
+        "request_headers": redact.headers(req.headers),
         "request_body": redact.text(outbound_request.body_text(req.body)[:keep]),
         "response_status": resp.status,
-        "response_headers": redact.header_map(dict(list(resp.headers.items())[:50]))
+        "response_headers": redact.headers(dict(list(resp.headers.items())[:50]))
         if answered
         else None,
         "response_body": redact.text(resp.body[:keep].decode("utf-8", "replace"))
