@@ -41,7 +41,12 @@ CLAIM_BATCH = 100
 POLL_SECONDS = 0.5
 CONFIG_TTL = 1.0
 MIN_CLAIM_INTERVAL = 0.005  # seconds between claims that came back short
-RECORDING_SLOTS = 4  # deliveries held per request slot while their attempts commit
+# Per request slot (`worker_concurrency`): deliveries claimed and waiting for a slot, so
+# the next request starts the moment one frees instead of a claim round trip (and a
+# commit) later; and deliveries held in all, including those whose attempts wait for
+# their group commit. A SIGKILL can make a worker resend at most the latter.
+CLAIM_AHEAD = 4
+RECORDING_SLOTS = 8
 
 
 class Dispatcher:
@@ -63,6 +68,8 @@ class Dispatcher:
         self._sending: set[str] = set()  # delivery ids in flight here (until recorded)
         self._deferred: dict[str, dict] = {}  # claimed again while still in flight here
         self._busy: set[str] = set()  # ... of which still waiting for their partner's answer
+        self._ahead = settings.worker_concurrency * CLAIM_AHEAD  # cap of _busy
+        self._held = settings.worker_concurrency * RECORDING_SLOTS  # cap of _inflight
         self._claims = 0
         self._backlog = False
         self._handoff_token = f"{self.worker_id}#handoff"
@@ -130,13 +137,11 @@ class Dispatcher:
 
         A slot is a request in flight to a partner: it frees as soon as the answer is in,
         while the attempt waits for its commit (group commit wants many waiting at once).
-        Deliveries waiting to be recorded are bounded too, at RECORDING_SLOTS per slot.
+        Up to CLAIM_AHEAD deliveries per slot are held until answered (the sender lets
+        `worker_concurrency` of them out at once); with those waiting to be recorded, at
+        most RECORDING_SLOTS per slot.
         """
-        concurrency = self.settings.worker_concurrency
-        free = min(
-            concurrency - len(self._busy),
-            concurrency * RECORDING_SLOTS - len(self._inflight),
-        )
+        free = min(self._ahead - len(self._busy), self._held - len(self._inflight))
         if free <= 0:
             return 0, 0
         self._claims += 1
@@ -176,7 +181,7 @@ class Dispatcher:
         every slot is busy or older deliveries wait (they go first, through claims)."""
         if self._loop is None or self._backlog:
             return None
-        if len(self._busy) >= self.settings.worker_concurrency:
+        if len(self._busy) >= self._ahead:
             return None
         return self._handoff_token, self.settings.lease_seconds
 
@@ -191,13 +196,13 @@ class Dispatcher:
     def _answered(self, delivery_id: str) -> None:
         """The partner answered (or the send was skipped): its slot is free again."""
         if delivery_id in self._busy:
-            was_full = len(self._busy) >= self.settings.worker_concurrency
+            was_full = len(self._busy) >= self._ahead
             self._busy.discard(delivery_id)
             if was_full:
                 self._wake.set()  # a slot opened while work may be waiting
 
     def _done(self, task: asyncio.Task) -> None:
-        was_full = len(self._inflight) >= self.settings.worker_concurrency * RECORDING_SLOTS
+        was_full = len(self._inflight) >= self._held
         self._inflight.discard(task)
         if task.delivery["id"] not in self._sending:  # else a deferred claim of it started
             self._answered(task.delivery["id"])

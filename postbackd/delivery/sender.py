@@ -2,7 +2,9 @@
 
 One ClientSession per target policy (the server-wide one, plus one per organization
 allow-list), each behind the SSRF guard. A semaphore per target host keeps one slow
-partner from taking every connection.
+partner from taking every connection; one for the whole sender keeps `limit` requests
+out at once. The dispatcher hands over more than that (the next ones wait here, ready),
+so a request's timeout and latency start when it gets its slots, not when it queued.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Sender:
         self._host_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self.per_host)
         )
+        self._slots = asyncio.Semaphore(limit)
 
     def policy_for(self, allowed_targets: list[str]) -> ssrf.TargetPolicy:
         """The server-wide policy widened by an organization's allow-list."""
@@ -76,7 +79,9 @@ class Sender:
         try:
             url = URL(req.url, encoded=True)  # already escaped by the renderer; parsed once
             ssrf.check_literal(url, policy)
-            async with self._host_slots[url.host or ""]:
+            # the host's slot first: waiting for it must not hold one of all the slots
+            async with self._host_slots[url.host or ""], self._slots:
+                started = time.perf_counter()
                 return await self._exchange(req, url, timeout, policy, keep, started)
         except Exception as exc:  # every failure becomes a coded attempt, never a crash
             code, detail = classify_exception(exc)
