@@ -14,11 +14,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from postbackd import ids
+from postbackd import ids, jsontext
 from postbackd.errors import DuplicateEvent, Forbidden, InputError, NotFound, NotFoundInput
 from postbackd.inbound.events import EventCommand
 from postbackd.inbound.leads import LeadCommand
 from postbackd.inbound.values import MAX_AMOUNT
+from postbackd.jsontext import JsonText
 from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
 from postbackd.outbound import context, filters, plan
 from postbackd.outbound.occurrence import Occurrence
@@ -154,7 +155,7 @@ def fire_event(
     occ = Occurrence(Trigger.EVENT, org, lead, source, conversion, evd)
     planned = plan_deliveries(conn, occ, lease=lease)
     kind = "conversion" if is_conversion else "tracking"
-    handoff = [d for d in planned if d["state"] == DeliveryState.SENDING]
+    handoff = [outbox.handed(d) for d in planned if d["state"] == DeliveryState.SENDING]
     return {
         "handoff": handoff,
         "code": f"{kind}_event_fired",
@@ -319,6 +320,7 @@ def plan_deliveries(
         return []
     now = utcnow()
     ctx = context.build(occ, now)
+    stored = JsonText(jsontext.dumps(ctx))  # once for every postback's row, and the handoff
     out = []
     for pb in candidates:
         values = {
@@ -328,7 +330,7 @@ def plan_deliveries(
             "conversion_id": (occ.conversion or {}).get("id"),
             "trigger": occ.trigger.value,
             "state": DeliveryState.PENDING.value,
-            "context": ctx,
+            "context": stored,
         }
         if screened:
             values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from postbackd import record
+from postbackd import jsontext, record
 from postbackd.api.errors import error_response, json_response
 from postbackd.errors import Forbidden, InputError, PostbackdError, Unsupported
 from postbackd.inbound.events import parse_event
@@ -75,8 +74,8 @@ async def _multipart(request: Request) -> dict[str, str]:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        data = jsontext.loads(body)
+    except jsontext.DecodeError as exc:
         raise InputError("invalid_json", f"body is not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise InputError("invalid_json", "body must be a JSON object")

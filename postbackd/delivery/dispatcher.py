@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from postbackd import jsontext
 from postbackd.crypto import SecretBox
 from postbackd.delivery import metrics
 from postbackd.delivery.recorder import Finish, Recorder
@@ -238,7 +239,7 @@ class Dispatcher:
         req = outbound_request.build(
             postback["config"],
             secrets_,
-            delivery["context"],
+            context_of(delivery),
             delivery["idempotency_key"],
             int(time.time()),
         )
@@ -414,3 +415,9 @@ def _delivery_update(decision, number: int, resp: Response, req) -> dict[str, An
         )
         update.update(state=state.value, next_attempt_at=None, finished_at=now)
     return update
+
+
+def context_of(delivery: dict) -> dict:
+    """A claimed or handed delivery's context: SQLite's come as the JSON text stored."""
+    context = delivery["context"]
+    return jsontext.loads(context) if isinstance(context, str) else context

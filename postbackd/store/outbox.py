@@ -67,6 +67,17 @@ CLAIMED = (
 )
 
 
+# The context crosses the SQLite writer process's pipe as the JSON text it was stored as
+# (a string pickles for nothing; a 50-key dict did not), and the worker reads it.
+_AS_STORED = frozenset({"context"})
+
+
+def handed(row: dict) -> dict:
+    """What a worker needs of a delivery written leased to it (`record.fire_event`'s
+    handoff): a claim's columns, the context as the JSON text that was stored."""
+    return {k: row[k] for k in CLAIMED}
+
+
 def _due_picks(pg: bool) -> list[sa.Select]:
     """One indexed pick per way of being due: each walks (state, time) and stops at its
     limit. A single OR-ed query made SQLite sort every due row, slower as backlogs grew."""
@@ -122,7 +133,7 @@ def claim_due(
         )
         bound = {**constants, **params, "limit_": limit - len(claimed)}
         rows = fast.execute(conn, sql, bound).fetchall()
-        claimed += [FAST.decode(conn, CLAIMED, row) for row in rows]
+        claimed += [FAST.decode(conn, CLAIMED, row, keep=_AS_STORED) for row in rows]
     return claimed
 
 

@@ -266,3 +266,18 @@ def test_repeated_values_leave_the_lead_row_alone(admin, world, engine):
     assert second["sub1"] == "s2" and second["updated_at"] > first["updated_at"]
     assert post(admin, world, **same, cost_operation="add").status_code == 200
     assert stored()["cost"] == 5.0
+
+
+def test_integers_beyond_64_bits_keep_their_value(admin, world):
+    """A 21-digit number in a JSON body (session data may carry anything) is stored and
+    shown as that number, not as the float orjson alone would make of it; as a lead field
+    it gets the clear 400 of any absurd amount."""
+    big = 123456789012345678901
+    r = admin.post("/api/leads", json={"cid": world["cid"], "session_data": {"account": big}})
+    assert r.status_code == 201, r.text
+    lead = admin.get(f"/api/v1/leads/{r.json()['data']['lead_id']}")
+    assert lead.status_code == 200, lead.text
+    assert '"account":123456789012345678901' in lead.text.replace(" ", "")
+    assert lead.json()["session_data"] == {"account": big}
+    r = post(admin, world, event_id="page_view", transaction_id=world["tid"], account=big)
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_account")
