@@ -124,7 +124,7 @@ def fire_event(
     conn: sa.Connection,
     org_id: str | None,
     cmd: EventCommand,
-    lease: outbox.Lease | None = None,
+    lease: tuple[str, float] | None = None,
 ) -> dict:
     """Record a conversion or tracking event on a lead; raises the seed's coded errors.
 
@@ -298,11 +298,10 @@ def plan_deliveries(
     only: list[dict] | None = None,
     *,
     screened: bool = True,
-    lease: outbox.Lease | None = None,
+    lease: tuple[str, float] | None = None,
 ) -> list[dict]:
     """Write one delivery per matching postback, pending or skipped with its reason; with a
-    `lease` (token, seconds[, postbacks it does not want now]), those to send are written
-    leased to that worker instead."""
+    `lease` (token, seconds), those to send are written leased to that worker instead."""
     candidates = only
     if candidates is None:
         triggers = [t.value for t in plan.TRIGGERS_OF[occ.trigger]]
@@ -335,7 +334,7 @@ def plan_deliveries(
         }
         if screened:
             values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))
-        if lease and values["state"] == DeliveryState.PENDING and not _refused(lease, pb):
+        if lease and values["state"] == DeliveryState.PENDING:
             values.update(
                 state=DeliveryState.SENDING.value,
                 leased_by=lease[0],
@@ -345,10 +344,6 @@ def plan_deliveries(
     if any(d["state"] == DeliveryState.PENDING for d in out):
         outbox.announce(conn)
     return out
-
-
-def _refused(lease: tuple, postback: dict) -> bool:
-    return len(lease) > 2 and postback["id"] in lease[2]
 
 
 def screen(

@@ -68,14 +68,8 @@ class Dispatcher:
         self._tokens: dict[str, int] = {}  # lease token -> deliveries of that claim in flight
         self._sending: set[str] = set()  # delivery ids in flight here (until recorded)
         self._deferred: dict[str, dict] = {}  # claimed again while still in flight here
-        # ... of which still waiting for their partner's answer: delivery id -> postback id
-        self._busy: dict[str, str] = {}
+        self._busy: set[str] = set()  # ... of which still waiting for their partner's answer
         self._ahead = settings.worker_concurrency * CLAIM_AHEAD  # cap of _busy
-        # _busy counted per postback. One holding its cap is skipped by claims and handoffs
-        # (its deliveries stay pending), so a slow partner's backlog cannot fill the worker
-        # while other postbacks' deliveries wait unclaimed.
-        self._by_postback: dict[str, int] = {}
-        self._per_postback = settings.per_target_concurrency * CLAIM_AHEAD
         self._held = settings.worker_concurrency * RECORDING_SLOTS  # cap of _inflight
         self._claims = 0
         self._backlog = False
@@ -154,13 +148,9 @@ class Dispatcher:
         self._claims += 1
         token = f"{self.worker_id}#{self._claims}"
         lease = self.settings.lease_seconds
-        # Never more than one postback's share at once: a claim cannot count per postback,
-        # so this bounds what one backlogged postback can take before it is skipped.
-        asked = min(free, CLAIM_BATCH, self._per_postback)
+        asked = min(free, CLAIM_BATCH)
         try:
-            batch = await self.writer.run(
-                outbox.claim_due, token, asked, lease, utcnow(), self._full_postbacks()
-            )
+            batch = await self.writer.run(outbox.claim_due, token, asked, lease, utcnow())
         except Exception:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
@@ -178,9 +168,7 @@ class Dispatcher:
             self._deferred[delivery["id"]] = delivery
             return
         self._sending.add(delivery["id"])
-        postback_id = delivery["postback_id"]
-        self._busy[delivery["id"]] = postback_id
-        self._by_postback[postback_id] = self._by_postback.get(postback_id, 0) + 1
+        self._busy.add(delivery["id"])
         token = delivery["leased_by"]
         self._tokens[token] = self._tokens.get(token, 0) + 1
         task = asyncio.create_task(self._tracked(delivery))
@@ -188,22 +176,15 @@ class Dispatcher:
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
-    def handoff_lease(self) -> outbox.Lease | None:
+    def handoff_lease(self) -> tuple[str, float] | None:
         """A lease for deliveries about to be written by this process's ingest, so they
         come straight here after the commit instead of waiting to be claimed; None while
-        every slot is busy or older deliveries wait (they go first, through claims).
-        Postbacks holding their share of the slots get none: theirs are written pending."""
+        every slot is busy or older deliveries wait (they go first, through claims)."""
         if self._loop is None or self._backlog:
             return None
         if len(self._busy) >= self._ahead:
             return None
-        return outbox.Lease(
-            self._handoff_token, self.settings.lease_seconds, self._full_postbacks()
-        )
-
-    def _full_postbacks(self) -> frozenset[str]:
-        cap = self._per_postback
-        return frozenset(pb for pb, held in self._by_postback.items() if held >= cap)
+        return self._handoff_token, self.settings.lease_seconds
 
     def take(self, deliveries: list[dict]) -> None:
         """Deliveries committed already leased to us (`handoff_lease`): send them now.
@@ -215,15 +196,10 @@ class Dispatcher:
 
     def _answered(self, delivery_id: str) -> None:
         """The partner answered (or the send was skipped): its slot is free again."""
-        postback_id = self._busy.pop(delivery_id, None)
-        if postback_id is not None:
-            was_full = len(self._busy) + 1 >= self._ahead
-            held = self._by_postback[postback_id] - 1
-            if held:
-                self._by_postback[postback_id] = held
-            else:
-                del self._by_postback[postback_id]
-            if was_full or held + 1 >= self._per_postback:
+        if delivery_id in self._busy:
+            was_full = len(self._busy) >= self._ahead
+            self._busy.discard(delivery_id)
+            if was_full:
                 self._wake.set()  # a slot opened while work may be waiting
 
     def _done(self, task: asyncio.Task) -> None:

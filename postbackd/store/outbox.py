@@ -6,13 +6,12 @@ SQLite the single writer serializes claims), send them, and record each attempt.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 
-from postbackd import ids, jsontext
+from postbackd import ids
 from postbackd.model import FINAL_STATES, DeliveryState
 from postbackd.store import fast
 from postbackd.store.rows import get_scoped, page
@@ -79,43 +78,23 @@ def handed(row: dict) -> dict:
     return {k: row[k] for k in CLAIMED}
 
 
-class Lease(NamedTuple):
-    """A worker's lease for deliveries written already leased to it (the handoff): its
-    token and seconds, and the postbacks whose deliveries it does not want now."""
-
-    token: str
-    seconds: float
-    except_postbacks: frozenset[str] = frozenset()
-
-
 def _due_picks(pg: bool) -> list[sa.Select]:
     """One indexed pick per way of being due: each walks (state, time) and stops at its
     limit. A single OR-ed query made SQLite sort every due row, slower as backlogs grew."""
     c = deliveries.c
     now, limit = sa.bindparam("now_"), sa.bindparam("limit_")
-    wanted = _not_skipped(pg)
     picks = [
         sa.select(c.id)
-        .where(c.state == state, c.next_attempt_at <= now, wanted)
+        .where(c.state == state, c.next_attempt_at <= now)
         .order_by(c.next_attempt_at)
         .limit(limit)
         for state in DUE_STATES
     ] + [
         sa.select(c.id)
-        .where(c.state == DeliveryState.SENDING.value, c.lease_until <= now, wanted)
+        .where(c.state == DeliveryState.SENDING.value, c.lease_until <= now)
         .limit(limit)
     ]
     return [p.with_for_update(skip_locked=True) if pg else p for p in picks]
-
-
-def _not_skipped(pg: bool) -> sa.ColumnElement[bool]:
-    """postback_id not among the `skip_` parameter: a text[] on PostgreSQL, a JSON array
-    on SQLite (one compiled statement, whatever the list holds)."""
-    skip = sa.bindparam("skip_")
-    if pg:
-        return deliveries.c.postback_id != sa.func.all_(skip)
-    listed = sa.select(sa.column("value")).select_from(sa.func.json_each(skip))
-    return deliveries.c.postback_id.not_in(listed.scalar_subquery())
 
 
 def _claim_stmts(pg: bool) -> list[sa.Update]:
@@ -135,23 +114,16 @@ def _claim_stmts(pg: bool) -> list[sa.Update]:
 
 
 def claim_due(
-    conn: sa.Connection,
-    token: str,
-    limit: int,
-    lease: float,
-    now: datetime,
-    skip_postbacks: Collection[str] = (),
+    conn: sa.Connection, token: str, limit: int, lease: float, now: datetime
 ) -> list[dict]:
     """Lease up to `limit` due deliveries: pending/retrying whose time came, or whose lease
-    ran out (a crashed worker's). Skips rows another worker holds locked (PostgreSQL), and
-    the deliveries of `skip_postbacks` (the worker holds its share of those already).
+    ran out (a crashed worker's). Skips rows another worker holds locked (PostgreSQL).
 
     Runs on the driver with statements compiled once: this is the dispatcher's hot loop."""
     pg = conn.dialect.name == "postgresql"
     stamp = {"now_": now, "lease_until_": now + timedelta(seconds=lease), "updated_at_": now}
     params: dict[str, Any] = {k: fast.param(conn, "datetime", v) for k, v in stamp.items()}
     params["token_"] = token
-    params["skip_"] = list(skip_postbacks) if pg else jsontext.dumps(list(skip_postbacks))
     claimed: list[dict] = []
     for branch in range(len(DUE_STATES) + 1):
         if len(claimed) >= limit:
