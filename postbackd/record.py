@@ -19,7 +19,6 @@ from postbackd.errors import DuplicateEvent, Forbidden, InputError, NotFound, No
 from postbackd.inbound.events import EventCommand
 from postbackd.inbound.leads import LeadCommand
 from postbackd.inbound.values import MAX_AMOUNT
-from postbackd.jsontext import JsonText
 from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
 from postbackd.outbound import context, filters, plan
 from postbackd.outbound.occurrence import Occurrence
@@ -320,7 +319,8 @@ def plan_deliveries(
         return []
     now = utcnow()
     ctx = context.build(occ, now)
-    stored = JsonText(jsontext.dumps(ctx))  # once for every postback's row, and the handoff
+    # serialized once, for every postback's row and the handoff
+    stored = jsontext.JsonText(jsontext.dumps(ctx))
     out = []
     for pb in candidates:
         values = {
