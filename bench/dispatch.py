@@ -521,6 +521,8 @@ class Target:
             self.env["POSTBACKD_WRITER_PROCESS"] = args.writer_process
         if args.sqlite_synchronous and db_url.startswith("sqlite"):
             self.env["POSTBACKD_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
+        if args.per_target:
+            self.env["POSTBACKD_PER_TARGET_CONCURRENCY"] = str(args.per_target)
         self.org_id, self.key = create_api_key(db_url, f"dispatch-{name}", workdir)
         self.port = free_port()
         self.server: Serve | None = None
@@ -1092,6 +1094,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     p.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"], help="default: FULL")
     p.add_argument("--profile", action="store_true", help="also drain a copy under cProfile")
+    p.add_argument("--per-target", type=int, help="POSTBACKD_PER_TARGET_CONCURRENCY (default 16)")
     p.add_argument(
         "--writer-process", choices=["auto", "on", "off"], help="POSTBACKD_WRITER_PROCESS"
     )
