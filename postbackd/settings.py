@@ -29,7 +29,9 @@ class Settings:
     max_body_bytes: int = _setting(65536, "largest accepted request body; larger gets 413")
     worker: bool = _setting(True, "run the delivery worker inside the server process")
     worker_concurrency: int = _setting(64, "outbound requests in flight per worker process")
-    per_target_concurrency: int = _setting(16, "outbound requests in flight per target host")
+    per_target_concurrency: int = _setting(
+        16, "outbound requests in flight per target (host and port)"
+    )
     lease_seconds: float = _setting(60.0, "how long a claimed delivery stays leased to a worker")
     allow_loopback_targets: bool = _setting(False, "let postbacks reach 127.0.0.0/8 and ::1")
     allow_private_targets: bool = _setting(False, "let postbacks reach private networks")

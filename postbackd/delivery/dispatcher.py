@@ -26,7 +26,7 @@ from postbackd.crypto import SecretBox
 from postbackd.delivery import metrics
 from postbackd.delivery.recorder import Finish, Recorder
 from postbackd.delivery.retry import ErrorCode, Outcome, RetryPolicy, decide
-from postbackd.delivery.sender import Response, Sender, body_ok
+from postbackd.delivery.sender import Response, Sender, body_ok, target_of
 from postbackd.model import DeliveryState
 from postbackd.outbound import request as outbound_request
 from postbackd.outbound.signing import Redaction
@@ -71,6 +71,15 @@ class Dispatcher:
         self._busy: set[str] = set()  # ... of which still waiting for their partner's answer
         self._ahead = settings.worker_concurrency * CLAIM_AHEAD  # cap of _busy
         self._held = settings.worker_concurrency * RECORDING_SLOTS  # cap of _inflight
+        # One target (host and port) holds at most CLAIM_AHEAD x its own slots of _busy:
+        # more would only wait for its slots while other partners' deliveries waited
+        # unclaimed behind its backlog. Claims pass over it until it is down to half.
+        self._share = settings.per_target_concurrency * CLAIM_AHEAD
+        self._target_of: dict[str, str] = {}  # postback id -> its target, once rendered
+        self._busy_for: dict[str, Any] = {}  # delivery id in _busy -> its target
+        self._held_by: dict[Any, int] = {}  # target -> its deliveries in _busy
+        self._full: set[Any] = set()  # targets holding their share; claims pass them over
+        self._turn = 0
         self._claims = 0
         self._backlog = False
         self._handoff_token = f"{self.worker_id}#handoff"
@@ -149,8 +158,12 @@ class Dispatcher:
         token = f"{self.worker_id}#{self._claims}"
         lease = self.settings.lease_seconds
         asked = min(free, CLAIM_BATCH)
+        fair: tuple = ()  # (skip, each, turn): pass over the targets holding their share
+        if self._full:
+            self._turn += 1
+            fair = (self._passed_over(), self._share, self._turn)
         try:
-            batch = await self.writer.run(outbox.claim_due, token, asked, lease, utcnow())
+            batch = await self.writer.run(outbox.claim_due, token, asked, lease, utcnow(), *fair)
         except Exception:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
@@ -169,6 +182,7 @@ class Dispatcher:
             return
         self._sending.add(delivery["id"])
         self._busy.add(delivery["id"])
+        self._hold(delivery)
         token = delivery["leased_by"]
         self._tokens[token] = self._tokens.get(token, 0) + 1
         task = asyncio.create_task(self._tracked(delivery))
@@ -180,7 +194,7 @@ class Dispatcher:
         """A lease for deliveries about to be written by this process's ingest, so they
         come straight here after the commit instead of waiting to be claimed; None while
         every slot is busy or older deliveries wait (they go first, through claims)."""
-        if self._loop is None or self._backlog:
+        if self._loop is None or self._backlog or self._full:
             return None
         if len(self._busy) >= self._ahead:
             return None
@@ -199,8 +213,42 @@ class Dispatcher:
         if delivery_id in self._busy:
             was_full = len(self._busy) >= self._ahead
             self._busy.discard(delivery_id)
-            if was_full:
+            target_freed = self._release(delivery_id)
+            if was_full or target_freed:
                 self._wake.set()  # a slot opened while work may be waiting
+
+    def _hold(self, delivery: dict) -> None:
+        """Count a delivery against its target's share (the postback's, until one of its
+        requests has shown where it goes)."""
+        postback_id = delivery["postback_id"]
+        target = self._target_of.get(postback_id) or ("postback", postback_id)
+        self._busy_for[delivery["id"]] = target
+        held = self._held_by[target] = self._held_by.get(target, 0) + 1
+        if held >= self._share:
+            self._full.add(target)
+
+    def _release(self, delivery_id: str) -> bool:
+        """True when the delivery's target just went down to half its share."""
+        target = self._busy_for.pop(delivery_id)
+        held = self._held_by[target] = self._held_by[target] - 1
+        if not held:
+            del self._held_by[target]
+        if target in self._full and held <= self._share // 2:
+            self._full.discard(target)
+            return True
+        return False
+
+    def holding(self) -> dict[Any, int]:
+        """Claimed and unanswered deliveries per target (empty when idle)."""
+        return dict(self._held_by)
+
+    def _passed_over(self) -> frozenset[str]:
+        """The postbacks whose target holds its share."""
+        full = self._full
+        return frozenset(
+            [pb for pb, target in self._target_of.items() if target in full]
+            + [target[1] for target in full if isinstance(target, tuple)]
+        )
 
     def _done(self, task: asyncio.Task) -> None:
         was_full = len(self._inflight) >= self._held
@@ -243,6 +291,7 @@ class Dispatcher:
             delivery["idempotency_key"],
             int(time.time()),
         )
+        self._target_of[postback["id"]] = target_of(req.url)
         resp = await self.sender.send(
             req,
             timeout=postback["config"].get("timeout", 10),

@@ -1,9 +1,9 @@
 """Send one rendered request with a pooled aiohttp client; report what happened.
 
 One ClientSession per target policy (the server-wide one, plus one per organization
-allow-list), each behind the SSRF guard. A semaphore per target host keeps one slow
-partner from taking every connection; one for the whole sender keeps `limit` requests
-out at once. The dispatcher hands over more than that (the next ones wait here, ready),
+allow-list), each behind the SSRF guard. A semaphore per target (host and port) keeps one
+slow partner from taking every connection; one for the whole sender keeps `limit`
+requests out at once. The dispatcher hands over more than that (the next ones wait here, ready),
 so a request's timeout and latency start when it gets its slots, not when it queued.
 """
 
@@ -79,8 +79,8 @@ class Sender:
         try:
             url = URL(req.url, encoded=True)  # already escaped by the renderer; parsed once
             ssrf.check_literal(url, policy)
-            # the host's slot first: waiting for it must not hold one of all the slots
-            async with self._host_slots[url.host or ""], self._slots:
+            # the target's slot first: waiting for it must not hold one of all the slots
+            async with self._host_slots[target_of(req.url)], self._slots:
                 started = time.perf_counter()
                 return await self._exchange(req, url, timeout, policy, keep, started)
         except Exception as exc:  # every failure becomes a coded attempt, never a crash
@@ -111,6 +111,16 @@ async def _read_capped(resp: aiohttp.ClientResponse, keep: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def target_of(url: str) -> str:
+    """A request's target, the unit of per-target concurrency: its host and port as
+    written ("127.0.0.1:8080"), without credentials. A string split, not a URL parse: the
+    dispatcher asks for every delivery."""
+    netloc = url.split("/", 3)[2] if "://" in url else ""
+    for end in "?#":
+        netloc = netloc.partition(end)[0]
+    return netloc.rpartition("@")[2].lower()
 
 
 def _ms(started: float) -> float:

@@ -15,7 +15,7 @@ from postbackd import ids
 from postbackd.model import FINAL_STATES, DeliveryState
 from postbackd.store import fast
 from postbackd.store.rows import get_scoped, page
-from postbackd.store.tables import deliveries, delivery_attempts, utcnow
+from postbackd.store.tables import WAITING, deliveries, delivery_attempts, utcnow
 
 CHANNEL = "postbackd_outbox"  # PostgreSQL LISTEN/NOTIFY channel of new due deliveries
 FAST = fast.Table(deliveries)
@@ -99,7 +99,11 @@ def _due_picks(pg: bool) -> list[sa.Select]:
 
 def _claim_stmts(pg: bool) -> list[sa.Update]:
     """UPDATE … WHERE id IN (pick) RETURNING …: one round trip per way of being due."""
-    return [
+    return [_leasing(pick) for pick in _due_picks(pg)]
+
+
+def _leasing(pick: sa.Select | sa.TextualSelect) -> sa.Update:
+    return (
         deliveries.update()
         .where(deliveries.c.id.in_(pick.scalar_subquery()))
         .values(
@@ -109,15 +113,61 @@ def _claim_stmts(pg: bool) -> list[sa.Update]:
             updated_at=sa.bindparam("updated_at_"),
         )
         .returning(*(deliveries.c[name] for name in CLAIMED))
-        for pick in _due_picks(pg)
-    ]
+    )
+
+
+def _claim_waiting_of(pg: bool) -> sa.Update:
+    """A claim of one postback's due deliveries, oldest first, by the partial index."""
+    pick = sa.text(
+        f"SELECT id FROM deliveries{'' if pg else _BY_WAITING} WHERE {WAITING}"
+        " AND postback_id = :postback_ AND next_attempt_at <= :now_"
+        f" ORDER BY next_attempt_at LIMIT :limit_{' FOR UPDATE SKIP LOCKED' if pg else ''}"
+    ).columns(sa.column("id"))
+    return _leasing(pick)
+
+
+# SQLite's planner, without statistics, preferred (state, lease_until) for these: a walk
+# through every waiting row. PostgreSQL's chooses by its statistics (no hints there).
+_BY_WAITING = " INDEXED BY ix_deliveries_waiting"
+
+
+def _due_postbacks_sql(pg: bool) -> sa.TextClause:
+    """The postbacks with due deliveries: a walk over the partial index that jumps from one
+    postback to the next (a loose index scan, one seek each), never through a backlog."""
+    by = "" if pg else _BY_WAITING
+    return sa.text(
+        f"""
+WITH RECURSIVE waiting(postback_id) AS (
+  SELECT min(postback_id) FROM deliveries{by} WHERE {WAITING}
+  UNION ALL
+  SELECT (SELECT min(d.postback_id) FROM deliveries d{by}
+          WHERE {WAITING} AND d.postback_id > waiting.postback_id)
+  FROM waiting WHERE waiting.postback_id IS NOT NULL
+)
+SELECT postback_id FROM waiting
+WHERE postback_id IS NOT NULL
+  AND (SELECT min(d.next_attempt_at) FROM deliveries d{by}
+       WHERE {WAITING} AND d.postback_id = waiting.postback_id) <= :now_
+"""
+    )
 
 
 def claim_due(
-    conn: sa.Connection, token: str, limit: int, lease: float, now: datetime
+    conn: sa.Connection,
+    token: str,
+    limit: int,
+    lease: float,
+    now: datetime,
+    skip: frozenset[str] | None = None,
+    each: int | None = None,
+    turn: int = 0,
 ) -> list[dict]:
     """Lease up to `limit` due deliveries: pending/retrying whose time came, or whose lease
     ran out (a crashed worker's). Skips rows another worker holds locked (PostgreSQL).
+
+    Oldest first across postbacks; with `skip` (the postbacks a worker holds enough of),
+    the other postbacks' due deliveries instead, up to `each` per postback, visiting them
+    round-robin from `turn`: a slow partner's backlog is passed over, not walked through.
 
     Runs on the driver with statements compiled once: this is the dispatcher's hot loop."""
     pg = conn.dialect.name == "postgresql"
@@ -125,16 +175,45 @@ def claim_due(
     params: dict[str, Any] = {k: fast.param(conn, "datetime", v) for k, v in stamp.items()}
     params["token_"] = token
     claimed: list[dict] = []
-    for branch in range(len(DUE_STATES) + 1):
-        if len(claimed) >= limit:
-            break
-        sql, constants = FAST.compiled(
-            conn, ("claim", branch), lambda b=branch: _claim_stmts(pg)[b]
-        )
-        bound = {**constants, **params, "limit_": limit - len(claimed)}
-        rows = fast.execute(conn, sql, bound).fetchall()
-        claimed += [FAST.decode(conn, CLAIMED, row, keep=_AS_STORED) for row in rows]
+
+    def run(key: tuple, build, **extra: Any) -> None:
+        sql, constants = FAST.compiled(conn, key, build)
+        rows = fast.execute(conn, sql, {**constants, **params, **extra}).fetchall()
+        claimed.extend(FAST.decode(conn, CLAIMED, row, keep=_AS_STORED) for row in rows)
+
+    if skip is None:
+        branches = range(len(DUE_STATES))
+        for branch in branches:
+            if len(claimed) < limit:
+                run(
+                    ("claim", branch),
+                    lambda b=branch: _claim_stmts(pg)[b],
+                    limit_=limit - len(claimed),
+                )
+    else:
+        for postback_id in _rotated(_due_postbacks(conn, params["now_"], skip), turn):
+            if len(claimed) >= limit:
+                break
+            share = min(each or limit, limit - len(claimed))
+            run(("claim_of",), lambda: _claim_waiting_of(pg), postback_=postback_id, limit_=share)
+    expired = len(DUE_STATES)  # the last branch: leases that ran out
+    if len(claimed) < limit:
+        run(("claim", expired), lambda: _claim_stmts(pg)[expired], limit_=limit - len(claimed))
     return claimed
+
+
+def _due_postbacks(conn: sa.Connection, now: Any, skip: frozenset[str]) -> list[str]:
+    pg = conn.dialect.name == "postgresql"
+    sql, _ = FAST.compiled(conn, ("due_postbacks",), lambda: _due_postbacks_sql(pg))
+    rows = fast.execute(conn, sql, {"now_": now}).fetchall()
+    return [postback_id for (postback_id,) in rows if postback_id not in skip]
+
+
+def _rotated(items: list[str], turn: int) -> list[str]:
+    if not items:
+        return items
+    turn %= len(items)
+    return items[turn:] + items[:turn]
 
 
 def next_due_at(conn: sa.Connection) -> datetime | None:

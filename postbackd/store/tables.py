@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from postbackd.model import TRACKING_FIELDS
+from postbackd.model import TRACKING_FIELDS, DeliveryState
 
 metadata = sa.MetaData(
     naming_convention={
@@ -43,6 +43,10 @@ class UTCDateTime(sa.TypeDecorator):
 
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# The states of a delivery waiting for its time (or for a worker), as literal SQL: a
+# partial index is used only by queries whose WHERE repeats its condition, and neither
+# SQLite nor PostgreSQL's generic plans can prove it from bound parameters.
+WAITING = f"state IN ('{DeliveryState.PENDING.value}', '{DeliveryState.RETRYING.value}')"
 # Plain `json` keeps key order on PostgreSQL; partners' field order is part of a postback.
 ORDERED_JSON = sa.JSON()
 Money = sa.Numeric(18, 4, asdecimal=True)
@@ -260,6 +264,16 @@ deliveries = sa.Table(
     sa.Column("finished_at", UTCDateTime),
     *_stamps(),
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
+    # Waiting deliveries by postback, for claims that pass over a busy partner's backlog
+    # (`outbox.claim_due(skip=...)`). Partial: rows leave it when claimed, and deliveries
+    # handed to the worker at ingest (written leased) never enter it.
+    sa.Index(
+        "ix_deliveries_waiting",
+        "postback_id",
+        "next_attempt_at",
+        sqlite_where=sa.text(WAITING),
+        postgresql_where=sa.text(WAITING),
+    ),
     sa.Index("ix_deliveries_lease", "state", "lease_until"),
     sa.Index("ix_deliveries_postback", "postback_id", "created_at"),
     sa.Index("ix_deliveries_org_created", "org_id", "created_at"),

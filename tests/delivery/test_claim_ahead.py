@@ -48,6 +48,9 @@ def test_claims_run_ahead_of_the_slots_and_the_slots_hold(settings, engine, admi
         assert states(engine) == {"sending": held, "pending": N - held}
         assert len(receiver.requests) == SLOTS
         wait_until(lambda: states(engine) == {"delivered": N}, timeout=30, what="every delivery")
+        # every claimed delivery was counted off its target again (none stays passed over)
+        dispatcher = app.state.services.dispatcher
+        wait_until(lambda: dispatcher.holding() == {}, what="the worker to hold nothing")
     arrivals = sorted(r.at for r in receiver.requests)
     assert len(arrivals) == N
     # Never more than the slots at once: request k + SLOTS arrived after request k was

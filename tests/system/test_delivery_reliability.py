@@ -497,7 +497,11 @@ def test_sigkill_mid_batch_loses_nothing(db_url, tmp_path, procs, receiver):
     restarted_at = time.monotonic()  # any request arriving before this came from the old pid
     sender.start()
     new_pid = sender.pid
-    by_state = wait_final(server.url, key, KILL_N, timeout=30)
+    try:
+        by_state = wait_final(server.url, key, KILL_N, timeout=30)
+    except AssertionError:
+        print(server.tail(80))
+        raise
     assert set(by_state) <= {"delivered", "dead"}, by_state
     assert sum(by_state.values()) == KILL_N, by_state
     # The receiver always answers 200 well within the timeout: nothing should be dead.
