@@ -151,6 +151,8 @@ class Dispatcher:
         `worker_concurrency` of them out at once); with those waiting to be recorded, at
         most RECORDING_SLOTS per slot.
         """
+        metrics.CLAIMED.set(len(self._busy))
+        metrics.PASSED_OVER.set(len(self._full))
         free = min(self._ahead - len(self._busy), self._held - len(self._inflight))
         if free <= 0:
             return 0, 0

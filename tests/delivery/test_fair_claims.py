@@ -162,6 +162,12 @@ def test_a_slow_partners_backlog_does_not_hold_up_another(
         wait_until(lambda: fast_receiver.requests, timeout=10, what="the fast delivery")
         waited = time.monotonic() - fired
         slow_done = len(receiver.requests)
+        # operators see it: one target passed over, deliveries claimed
+        wait_until(
+            lambda: "postbackd_worker_targets_passed_over 1.0" in live.get("/metrics").text,
+            what="the passed-over target in /metrics",
+        )
+        assert "postbackd_worker_claimed " in live.get("/metrics").text
         receiver.script = lambda _req, _n: Answer()  # let the backlog finish quickly
         wait_until(
             lambda: _states(engine) == {"delivered": BACKLOG + 1}, timeout=30, what="every delivery"
