@@ -92,13 +92,15 @@ class ReceiverProtocol(asyncio.Protocol):
     """HTTP/1.1 keep-alive, parsed by httptools; POST anything = record and answer 200.
 
     `GET /_count` and `GET /_dump?from=N` are the bench's control calls; the body is parsed
-    only when dumped, so recording a request costs almost nothing.
+    only when dumped, so recording a request costs almost nothing. With a `delay` (seconds)
+    every postback is answered that much later (a slow partner, bench/fairness.py).
     """
 
-    def __init__(self, log: list):
+    def __init__(self, log: list, delay: float = 0.0):
         import httptools
 
         self.log = log
+        self.delay = delay
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.error = httptools.HttpParserError
@@ -137,9 +139,18 @@ class ReceiverProtocol(asyncio.Protocol):
             self.transport.write(head.encode() + payload)
         else:
             self.log.append((arrived, self.key, b"".join(self.body)))
+            if self.delay:
+                asyncio.get_running_loop().call_later(self.delay, self._answer, self.keep_alive)
+                return
             self.transport.write(OK_ANSWER)
         if not self.keep_alive:
             self.transport.close()
+
+    def _answer(self, keep_alive: bool) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(OK_ANSWER)
+            if not keep_alive:
+                self.transport.close()
 
 
 def _control(url: str, log: list) -> dict:
@@ -163,10 +174,12 @@ def _parse_record(record: tuple) -> list:
     return [arrived, key, t, ct]
 
 
-async def _receiver_main(port: int) -> None:
+async def _receiver_main(port: int, delay: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
     log: list = []
-    server = await loop.create_server(lambda: ReceiverProtocol(log), HOST, port, backlog=1024)
+    server = await loop.create_server(
+        lambda: ReceiverProtocol(log, delay), HOST, port, backlog=1024
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -177,13 +190,13 @@ async def _receiver_main(port: int) -> None:
 class Receiver:
     """The receiver child process and its control calls."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, delay_ms: float = 0):
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.log = open(workdir / "receiver.log", "wb")  # noqa: SIM115
+        self.log = open(workdir / f"receiver-{self.port}.log", "wb")  # noqa: SIM115
         cmd = [sys.executable, str(Path(__file__).resolve()), "--role", "receiver"]
         self.proc = subprocess.Popen(
-            [*cmd, "--port", str(self.port)],
+            [*cmd, "--port", str(self.port), "--delay-ms", str(delay_ms)],
             cwd=REPO,
             env=server_env(),
             stdout=self.log,
@@ -197,7 +210,7 @@ class Receiver:
                 return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError("receiver did not start; see receiver.log")
+        raise RuntimeError(f"receiver did not start; see {self.log.name}")
 
     @property
     def pid(self) -> int:
@@ -532,6 +545,7 @@ class Target:
         self.start_server(worker=False)
         base = self.server.url
         campaign = http_json("POST", f"{base}/api/v1/campaigns", {"name": "Dispatch"}, self.key)
+        self.campaign_id = campaign["id"]
         event = {"event_id": EVENT, "type": "tracking", "allow_duplicates": True}
         http_json("POST", f"{base}/api/v1/campaigns/{campaign['id']}/events", event, self.key)
         postback = {
@@ -586,9 +600,11 @@ class Target:
 # ---- wrk ------------------------------------------------------------------------------------
 
 
-def wrk_cmd(wrk: str, target: Target, *, conns: int, duration: float, rate: float, limit: int):
+def wrk_cmd(
+    wrk: str, target: Target, *, conns: int, duration: float, rate: float, limit: int, event=EVENT
+):
     cmd = [wrk, "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(LUA)]
-    return cmd + [target.url, "--", str(target.tids_file), str(rate), "1", str(limit), EVENT]
+    return cmd + [target.url, "--", str(target.tids_file), str(rate), "1", str(limit), event]
 
 
 def wrk_summary(out: str) -> dict:
@@ -604,12 +620,12 @@ def non2xx(w: dict) -> dict:
     return bad
 
 
-def preload(wrk: str, target: Target, backlog: int) -> dict:
+def preload(wrk: str, target: Target, backlog: int, event: str = EVENT) -> dict:
     """Post `backlog` events into `serve --no-worker`: that many pending deliveries."""
     before = target.outbox.backlog()["pending"]
     window = CpuWindow(target.pids())
     bound = backlog / 100 + 60
-    cmd = wrk_cmd(wrk, target, conns=32, duration=bound, rate=0, limit=backlog)
+    cmd = wrk_cmd(wrk, target, conns=32, duration=bound, rate=0, limit=backlog, event=event)
     out, rusage = run_child(cmd, bound + 30, every=0.2, stop_on=b"WRKSTOP")
     cpu = window.stop({"wrk": rusage.ru_utime + rusage.ru_stime})
     w = wrk_summary(out)
@@ -731,7 +747,9 @@ def _drain_cpu(samples: list[tuple], expected: int, pids: dict) -> dict:
 # ---- end to end at a fixed rate ---------------------------------------------------------------
 
 
-def run_rate(wrk: str, target: Target, receiver: Receiver, rate: float, args) -> dict:
+def run_rate(
+    wrk: str, target: Target, receiver: Receiver, rate: float, args, catch_up: float = 60
+) -> dict:
     noise = quiet_check({**target.pids(), "receiver": receiver.pid})
     start = target.outbox.backlog()
     n0 = receiver.count()
@@ -749,7 +767,7 @@ def run_rate(wrk: str, target: Target, receiver: Receiver, rate: float, args) ->
         out, rusage = run_child(cmd, args.duration + 60, tick)
     cpu = window.stop({"wrk": rusage.ru_utime + rusage.ru_stime})
     end = target.outbox.backlog()
-    caught_up = wait_caught_up(target, timeout=60)
+    caught_up = wait_caught_up(target, timeout=catch_up)
     w = wrk_summary(out)
     rows = receiver.dump(n0)
     r = e2e_figures(rows, w, cpu)
@@ -1101,6 +1119,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     # internal: the child processes
     p.add_argument("--role", choices=["receiver", "ceiling-client"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--delay-ms", type=float, default=0, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -1110,7 +1129,7 @@ def child_main(args) -> int:
     import uvloop
 
     if args.role == "receiver":
-        uvloop.run(_receiver_main(args.port))
+        uvloop.run(_receiver_main(args.port, args.delay_ms / 1000))
         return 0
     result = uvloop.run(_ceiling_main(args.url, args.duration, CEILING_CONCURRENCY, args.spec))
     print("CEILJSON " + json.dumps(result), flush=True)
