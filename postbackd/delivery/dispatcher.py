@@ -79,7 +79,7 @@ class Dispatcher:
         self._busy_for: dict[str, Any] = {}  # delivery id in _busy -> its target
         self._held_by: dict[Any, int] = {}  # target -> its deliveries in _busy
         self._full: set[Any] = set()  # targets holding their share; claims pass them over
-        self._turn = 0
+        self._after = ""  # the postback the last claim passing over busy ones stopped at
         self._claims = 0
         self._backlog = False
         self._handoff_token = f"{self.worker_id}#handoff"
@@ -160,12 +160,15 @@ class Dispatcher:
         token = f"{self.worker_id}#{self._claims}"
         lease = self.settings.lease_seconds
         asked = min(free, CLAIM_BATCH)
-        fair: tuple = ()  # (skip, each, turn): pass over the targets holding their share
-        if self._full:
-            self._turn += 1
-            fair = (self._passed_over(), self._share, self._turn)
         try:
-            batch = await self.writer.run(outbox.claim_due, token, asked, lease, utcnow(), *fair)
+            if self._full:  # pass over the targets holding their share
+                skip = self._passed_over()
+                batch, self._after = await self.writer.run(
+                    outbox.claim_passing_over,
+                    *(token, asked, lease, utcnow(), skip, self._share, self._after),
+                )
+            else:
+                batch = await self.writer.run(outbox.claim_due, token, asked, lease, utcnow())
         except Exception:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)

@@ -131,89 +131,126 @@ def _claim_waiting_of(pg: bool) -> sa.Update:
 _BY_WAITING = " INDEXED BY ix_deliveries_waiting"
 
 
-def _due_postbacks_sql(pg: bool) -> sa.TextClause:
-    """The postbacks with due deliveries: a walk over the partial index that jumps from one
-    postback to the next (a loose index scan, one seek each), never through a backlog."""
+# Postbacks with waiting deliveries visited per claim that passes over busy ones, at most:
+# the claim's cost stays bounded however many postbacks wait (their retries, say); the
+# next claim walks on from where this one stopped.
+WALK = 256
+
+
+def _walk_sql(pg: bool) -> sa.TextClause:
+    """Up to :walk_ postbacks with waiting deliveries after :after_, each with whether one
+    is due: a walk over the partial index that jumps from one postback to the next (a loose
+    index scan, one seek each), never through a backlog."""
     by = "" if pg else _BY_WAITING
     return sa.text(
         f"""
-WITH RECURSIVE waiting(postback_id) AS (
-  SELECT min(postback_id) FROM deliveries{by} WHERE {WAITING}
+WITH RECURSIVE waiting(postback_id, n) AS (
+  SELECT (SELECT min(postback_id) FROM deliveries{by}
+          WHERE {WAITING} AND postback_id > :after_), 1
   UNION ALL
   SELECT (SELECT min(d.postback_id) FROM deliveries d{by}
-          WHERE {WAITING} AND d.postback_id > waiting.postback_id)
-  FROM waiting WHERE waiting.postback_id IS NOT NULL
+          WHERE {WAITING} AND d.postback_id > waiting.postback_id), n + 1
+  FROM waiting WHERE waiting.postback_id IS NOT NULL AND n < :walk_
 )
-SELECT postback_id FROM waiting
+SELECT postback_id,
+       (SELECT min(d.next_attempt_at) FROM deliveries d{by}
+        WHERE {WAITING} AND d.postback_id = waiting.postback_id) <= :now_
+FROM waiting
 WHERE postback_id IS NOT NULL
-  AND (SELECT min(d.next_attempt_at) FROM deliveries d{by}
-       WHERE {WAITING} AND d.postback_id = waiting.postback_id) <= :now_
 """
     )
 
 
+class _Claim:
+    """One claim transaction: its statements (compiled once per dialect) and what they
+    leased, decoded as a worker needs it."""
+
+    def __init__(self, conn: sa.Connection, token: str, lease: float, now: datetime):
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        stamp = {"now_": now, "lease_until_": now + timedelta(seconds=lease), "updated_at_": now}
+        self.params: dict[str, Any] = {k: fast.param(conn, "datetime", v) for k, v in stamp.items()}
+        self.params["token_"] = token
+        self.rows: list[dict] = []
+
+    def run(self, key: tuple, build, **extra: Any) -> None:
+        sql, constants = FAST.compiled(self.conn, key, build)
+        found = fast.execute(self.conn, sql, {**constants, **self.params, **extra}).fetchall()
+        self.rows.extend(FAST.decode(self.conn, CLAIMED, row, keep=_AS_STORED) for row in found)
+
+    def branch(self, branch: int, limit: int) -> None:
+        """One of the oldest-first picks (`_claim_stmts`), for what `limit` leaves."""
+        if len(self.rows) < limit:
+            pg = self.pg
+            self.run(
+                ("claim", branch), lambda: _claim_stmts(pg)[branch], limit_=limit - len(self.rows)
+            )
+
+    def of_postback(self, postback_id: str, limit: int) -> None:
+        pg = self.pg
+        self.run(("claim_of",), lambda: _claim_waiting_of(pg), postback_=postback_id, limit_=limit)
+
+    def finish(self, limit: int, cursor: str) -> tuple[list[dict], str]:
+        """Leases that ran out, as in `claim_due`, for what `limit` leaves."""
+        self.branch(_EXPIRED, limit)
+        return self.rows, cursor
+
+    def walk(self, after: str, budget: int) -> list[tuple[str, bool]]:
+        pg = self.pg
+        sql, _ = FAST.compiled(self.conn, ("walk",), lambda: _walk_sql(pg))
+        found = fast.execute(
+            self.conn, sql, {"after_": after, "walk_": budget, "now_": self.params["now_"]}
+        ).fetchall()
+        return [(postback_id, bool(due)) for postback_id, due in found]
+
+
+_EXPIRED = len(DUE_STATES)  # the last oldest-first pick: leases that ran out
+
+
 def claim_due(
+    conn: sa.Connection, token: str, limit: int, lease: float, now: datetime
+) -> list[dict]:
+    """Lease up to `limit` due deliveries, oldest first: pending/retrying whose time came,
+    or whose lease ran out (a crashed worker's). Skips rows another worker holds locked
+    (PostgreSQL). The dispatcher's hot loop: statements compiled once, run on the driver."""
+    claim = _Claim(conn, token, lease, now)
+    for branch in range(_EXPIRED + 1):
+        claim.branch(branch, limit)
+    return claim.rows
+
+
+def claim_passing_over(
     conn: sa.Connection,
     token: str,
     limit: int,
     lease: float,
     now: datetime,
-    skip: frozenset[str] | None = None,
-    each: int | None = None,
-    turn: int = 0,
-) -> list[dict]:
-    """Lease up to `limit` due deliveries: pending/retrying whose time came, or whose lease
-    ran out (a crashed worker's). Skips rows another worker holds locked (PostgreSQL).
+    skip: frozenset[str],
+    each: int,
+    after: str = "",
+) -> tuple[list[dict], str]:
+    """Lease up to `limit` due deliveries of postbacks not in `skip` (those whose partner
+    a worker already holds enough of), up to `each` per postback, visiting postbacks in id
+    order from just after `after` and round again: a slow partner's backlog is passed over,
+    not walked through. Leases that ran out are taken as in `claim_due`.
 
-    Oldest first across postbacks; with `skip` (the postbacks a worker holds enough of),
-    the other postbacks' due deliveries instead, up to `each` per postback, visiting them
-    round-robin from `turn`: a slow partner's backlog is passed over, not walked through.
-
-    Runs on the driver with statements compiled once: this is the dispatcher's hot loop."""
-    pg = conn.dialect.name == "postgresql"
-    stamp = {"now_": now, "lease_until_": now + timedelta(seconds=lease), "updated_at_": now}
-    params: dict[str, Any] = {k: fast.param(conn, "datetime", v) for k, v in stamp.items()}
-    params["token_"] = token
-    claimed: list[dict] = []
-
-    def run(key: tuple, build, **extra: Any) -> None:
-        sql, constants = FAST.compiled(conn, key, build)
-        rows = fast.execute(conn, sql, {**constants, **params, **extra}).fetchall()
-        claimed.extend(FAST.decode(conn, CLAIMED, row, keep=_AS_STORED) for row in rows)
-
-    if skip is None:
-        branches = range(len(DUE_STATES))
-        for branch in branches:
-            if len(claimed) < limit:
-                run(
-                    ("claim", branch),
-                    lambda b=branch: _claim_stmts(pg)[b],
-                    limit_=limit - len(claimed),
-                )
-    else:
-        for postback_id in _rotated(_due_postbacks(conn, params["now_"], skip), turn):
-            if len(claimed) >= limit:
-                break
-            share = min(each or limit, limit - len(claimed))
-            run(("claim_of",), lambda: _claim_waiting_of(pg), postback_=postback_id, limit_=share)
-    expired = len(DUE_STATES)  # the last branch: leases that ran out
-    if len(claimed) < limit:
-        run(("claim", expired), lambda: _claim_stmts(pg)[expired], limit_=limit - len(claimed))
-    return claimed
-
-
-def _due_postbacks(conn: sa.Connection, now: Any, skip: frozenset[str]) -> list[str]:
-    pg = conn.dialect.name == "postgresql"
-    sql, _ = FAST.compiled(conn, ("due_postbacks",), lambda: _due_postbacks_sql(pg))
-    rows = fast.execute(conn, sql, {"now_": now}).fetchall()
-    return [postback_id for (postback_id,) in rows if postback_id not in skip]
-
-
-def _rotated(items: list[str], turn: int) -> list[str]:
-    if not items:
-        return items
-    turn %= len(items)
-    return items[turn:] + items[:turn]
+    Returns the deliveries and where the next claim goes on from."""
+    claim = _Claim(conn, token, lease, now)
+    budget = WALK
+    # from `after` to the last postback, then round from the first up to `after`
+    for start, stop in [(after, None)] + ([("", after)] if after else []):
+        walked = claim.walk(start, budget)
+        budget -= len(walked)
+        for postback_id, due in walked:
+            if stop is not None and postback_id >= stop:
+                return claim.finish(limit, "")
+            if due and postback_id not in skip:
+                claim.of_postback(postback_id, min(each, limit - len(claim.rows)))
+                if len(claim.rows) >= limit:
+                    return claim.finish(limit, postback_id)
+        if budget <= 0:  # walked as far as a claim may: the next goes on from here
+            return claim.finish(limit, walked[-1][0])
+    return claim.finish(limit, "")
 
 
 def next_due_at(conn: sa.Connection) -> datetime | None:

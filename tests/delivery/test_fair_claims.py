@@ -56,16 +56,24 @@ def waiting(engine, org_id: str, postback_id: str, n: int, due_in: float = -1.0)
     return ids
 
 
-def claim(engine, limit: int, **fair) -> list[dict]:
+def claim(engine, limit: int, skip=(), each: int = 100, after: str = "") -> tuple[list, str]:
     with engine.begin() as conn:
-        return outbox.claim_due(conn, TOKEN, limit, 60, utcnow(), **fair)
+        return outbox.claim_passing_over(
+            conn, TOKEN, limit, 60, utcnow(), frozenset(skip), each, after
+        )
+
+
+def ids_of(rows: list[dict]) -> set[str]:
+    return {d["id"] for d in rows}
 
 
 @pytest.fixture
 def three(admin, engine):
-    """Postbacks `slow` (6 due), `fast` (3 due), `later` (2 due in an hour)."""
+    """Postbacks `slow` (6 due), `fast` (3 due), `later` (2 due in an hour), created in
+    that order (postback ids sort by creation)."""
     org = admin.org_id
     ids = {name: manual_postback(admin, name) for name in ("slow", "fast", "later")}
+    assert ids["slow"] < ids["fast"] < ids["later"]
     rows = {
         "slow": waiting(engine, org, ids["slow"], 6),
         "fast": waiting(engine, org, ids["fast"], 3),
@@ -76,38 +84,41 @@ def three(admin, engine):
 
 def test_a_claim_passes_over_skipped_postbacks(engine, three):
     ids, rows = three
-    got = claim(engine, 10, skip=frozenset({ids["slow"]}), each=2)
-    assert {d["id"] for d in got} == set(rows["fast"][:2])  # oldest first, at most `each`
+    got, _ = claim(engine, 10, skip={ids["slow"]}, each=2)
+    assert ids_of(got) == set(rows["fast"][:2])  # oldest first, at most `each`
     assert {d["leased_by"] for d in got} == {TOKEN}
+    got, _ = claim(engine, 10, skip={ids["slow"]}, each=5)
+    assert ids_of(got) == {rows["fast"][2]}
     # Only the skipped postback is due: nothing, and nothing changed.
-    assert [d["id"] for d in claim(engine, 10, skip=frozenset({ids["slow"]}), each=5)] == [
-        rows["fast"][2]
-    ]
-    assert claim(engine, 10, skip=frozenset({ids["slow"]}), each=5) == []
+    assert claim(engine, 10, skip={ids["slow"]}, each=5)[0] == []
     with engine.connect() as conn:
-        states = dict(
-            conn.execute(
-                sa.select(deliveries.c.id, deliveries.c.state).where(
-                    deliveries.c.id.in_(rows["slow"] + rows["later"])
-                )
-            ).all()
-        )
-    assert set(states.values()) == {"pending"}
+        states = conn.execute(
+            sa.select(deliveries.c.state).where(deliveries.c.id.in_(rows["slow"] + rows["later"]))
+        ).scalars()
+        assert set(states) == {"pending"}
 
 
-def test_fair_claims_visit_postbacks_round_robin(engine, three):
+def test_claims_passing_over_go_round_robin(engine, three):
+    """One delivery per claim: each claim goes on after the postback the last one stopped
+    at, and round again; the postback due later is never taken."""
     ids, rows = three
-    first = claim(engine, 3, skip=frozenset(), each=2, turn=0)
-    second = claim(engine, 3, skip=frozenset(), each=2, turn=1)
-    by_postback = {}
-    for d in first + second:
-        by_postback.setdefault(d["postback_id"], []).append(d["id"])
-    # Each claim starts at another postback; neither postback waits for the other's backlog,
-    # and the one due later is not claimed at all.
-    assert first[0]["postback_id"] != second[0]["postback_id"]
-    assert set(by_postback) == {ids["slow"], ids["fast"]}
-    for name in ("fast", "slow"):  # oldest first (RETURNING's order is the database's)
-        assert set(by_postback[ids[name]]) == set(rows[name][: len(by_postback[ids[name]])])
+    order, after = [], ""
+    for _ in range(4):
+        got, after = claim(engine, 1, each=1, after=after)
+        order.append(got[0]["postback_id"])
+    assert order == [ids["slow"], ids["fast"], ids["slow"], ids["fast"]]
+
+
+def test_a_claim_walks_a_bounded_number_of_postbacks(engine, three, monkeypatch):
+    """With room to visit two postbacks per claim, a claim whose walk finds none due stops
+    there, and the next goes on from where it stopped."""
+    ids, rows = three
+    monkeypatch.setattr(outbox, "WALK", 2)
+    got, after = claim(engine, 10, skip={ids["slow"], ids["fast"]})
+    assert (got, after) == ([], ids["fast"])  # walked slow and fast, both passed over
+    got, after = claim(engine, 10, skip={ids["slow"], ids["fast"]}, after=after)
+    # `later` (not due yet), round to `slow` (passed over): two visited, stop there
+    assert (got, after) == ([], ids["slow"])
 
 
 def test_fair_claims_still_take_expired_leases(engine, three):
@@ -118,8 +129,8 @@ def test_fair_claims_still_take_expired_leases(engine, three):
             .where(deliveries.c.id == rows["slow"][0])
             .values(state="sending", leased_by="dead-worker#1", lease_until=utcnow())
         )
-    got = claim(engine, 10, skip=frozenset({ids["slow"], ids["fast"]}), each=2)
-    assert [d["id"] for d in got] == [rows["slow"][0]]  # a crashed worker's, taken over
+    got, _ = claim(engine, 10, skip={ids["slow"], ids["fast"]}, each=2)
+    assert ids_of(got) == {rows["slow"][0]}  # a crashed worker's, taken over
 
 
 def test_target_is_host_and_port():

@@ -27,7 +27,7 @@ def test_fair_claims_walk_the_partial_index(engine):
             assert "WHERE" in definition and "'pending'" in definition
             return
         statements = {
-            outbox._due_postbacks_sql(pg=False): {"now_": "9999"},
+            outbox._walk_sql(pg=False): {"after_": "", "walk_": 10, "now_": "9999"},
             outbox._claim_waiting_of(pg=False): {"postback_": "p", "now_": "9", "limit_": 1},
         }
         for stmt, params in statements.items():
