@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.dispatch import EVENT, FIELDS  # noqa: E402
+from postbackd.store.outbox import Handoff  # noqa: E402
 
 
 def _setup(db_url: str, leads: int) -> tuple[str, list[str]]:
@@ -148,7 +149,7 @@ def main() -> None:
         figures = {}
         for batch in sorted({1, args.batch}):
             plain = _batches(engine, _fire_units(org_id, tids, n, None), batch)
-            handed = _batches(engine, _fire_units(org_id, tids, n, ("w-1", 30.0)), batch)
+            handed = _batches(engine, _fire_units(org_id, tids, n, Handoff("w-1", 30.0)), batch)
             bare = _bare_ceiling(Path(tmp) / f"bare-{batch}.db", n, batch)
             figures[batch] = (plain / n, handed / n, bare / n)
         print(f"{n} units each; CPU µs per unit (process_time)")
@@ -160,7 +161,9 @@ def main() -> None:
             )
         if args.profile:
             print(
-                _profile(engine, _fire_units(org_id, tids, n, ("w-1", 30.0)), args.batch, args.top)
+                _profile(
+                    engine, _fire_units(org_id, tids, n, Handoff("w-1", 30.0)), args.batch, args.top
+                )
             )
         engine.dispose()
 

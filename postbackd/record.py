@@ -123,7 +123,7 @@ def fire_event(
     conn: sa.Connection,
     org_id: str | None,
     cmd: EventCommand,
-    lease: tuple[str, float] | None = None,
+    lease: outbox.Handoff | None = None,
 ) -> dict:
     """Record a conversion or tracking event on a lead; raises the seed's coded errors.
 
@@ -297,7 +297,7 @@ def plan_deliveries(
     only: list[dict] | None = None,
     *,
     screened: bool = True,
-    lease: tuple[str, float] | None = None,
+    lease: outbox.Handoff | None = None,
 ) -> list[dict]:
     """Write one delivery per matching postback, pending or skipped with its reason; with a
     `lease` (token, seconds), those to send are written leased to that worker instead."""
@@ -334,11 +334,12 @@ def plan_deliveries(
         }
         if screened:
             values.update(screen(conn, pb, ctx, now, occ.org.get("timezone") or "UTC"))
-        if lease and values["state"] == DeliveryState.PENDING:
+        handed = lease and pb["id"] not in lease.passed_over
+        if handed and values["state"] == DeliveryState.PENDING:
             values.update(
                 state=DeliveryState.SENDING.value,
-                leased_by=lease[0],
-                lease_until=now + timedelta(seconds=lease[1]),
+                leased_by=lease.token,
+                lease_until=now + timedelta(seconds=lease.seconds),
             )
         out.append(outbox.insert_delivery(conn, values))
     if any(d["state"] == DeliveryState.PENDING for d in out):

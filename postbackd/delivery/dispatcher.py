@@ -195,15 +195,17 @@ class Dispatcher:
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
-    def handoff_lease(self) -> tuple[str, float] | None:
+    def handoff_lease(self) -> outbox.Handoff | None:
         """A lease for deliveries about to be written by this process's ingest, so they
         come straight here after the commit instead of waiting to be claimed; None while
-        every slot is busy or older deliveries wait (they go first, through claims)."""
-        if self._loop is None or self._backlog or self._full:
+        every slot is busy or older deliveries wait (they go first, through claims).
+        Deliveries of the postbacks passed over as busy stay pending."""
+        if self._loop is None or self._backlog:
             return None
         if len(self._busy) >= self._ahead:
             return None
-        return self._handoff_token, self.settings.lease_seconds
+        passed_over = self._passed_over() if self._full else frozenset()
+        return outbox.Handoff(self._handoff_token, self.settings.lease_seconds, passed_over)
 
     def take(self, deliveries: list[dict]) -> None:
         """Deliveries committed already leased to us (`handoff_lease`): send them now.

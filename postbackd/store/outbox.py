@@ -7,7 +7,7 @@ SQLite the single writer serializes claims), send them, and record each attempt.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -21,6 +21,16 @@ CHANNEL = "postbackd_outbox"  # PostgreSQL LISTEN/NOTIFY channel of new due deli
 FAST = fast.Table(deliveries)
 FAST_ATTEMPTS = fast.Table(delivery_attempts)
 DUE_STATES = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+
+
+class Handoff(NamedTuple):
+    """A worker's lease for the deliveries a write is about to plan (see `record.fire_event`):
+    they are written leased to it and handed over after the commit, except those of the
+    postbacks it passes over as busy, which stay pending for fair claims."""
+
+    token: str
+    seconds: float
+    passed_over: frozenset[str] = frozenset()
 
 
 def insert_delivery(conn: sa.Connection, values: dict[str, Any]) -> dict:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from postbackd import record
 from postbackd.api.app import create_app
 from postbackd.inbound.events import EventCommand
+from postbackd.store.outbox import Handoff
 from postbackd.store.tables import deliveries
 from postbackd.store.writer import Writer
 from tests.helpers import add_postback, fire_event, new_lead, setup_campaign, wait_final
@@ -52,7 +53,9 @@ def test_with_a_lease_deliveries_to_send_are_written_leased_and_returned(
         admin, receiver, "/skipped", filters={"zip": {"enabled": True, "codes": ["10001"]}}
     )
     before = time.time()
-    result = fire_with_lease(engine, admin.org_id, lead["transaction_id"], ("w1#handoff", 60))
+    result = fire_with_lease(
+        engine, admin.org_id, lead["transaction_id"], Handoff("w1#handoff", 60)
+    )
     assert result["data"]["deliveries"] == 1  # the skipped one is not counted
     [handed] = result["handoff"]
     by_state = {r["state"]: r for r in rows(engine)}
@@ -62,6 +65,18 @@ def test_with_a_lease_deliveries_to_send_are_written_leased_and_returned(
     assert 55 < sending["lease_until"].timestamp() - before < 65
     assert sending["next_attempt_at"] is not None and sending["finished_at"] is None
     assert by_state["skipped"]["leased_by"] is None
+
+
+def test_deliveries_of_postbacks_passed_over_stay_pending(admin, engine, receiver, lead):
+    """A worker passing over a busy partner's postbacks takes the others' deliveries at
+    once, and leaves the busy one's pending for its fair claims."""
+    busy = add_postback(admin, receiver, "/busy")
+    free = add_postback(admin, receiver, "/free")
+    lease = Handoff("w1#handoff", 60, frozenset({busy["id"]}))
+    result = fire_with_lease(engine, admin.org_id, lead["transaction_id"], lease)
+    assert [d["postback_id"] for d in result["handoff"]] == [free["id"]]
+    states = {r["postback_id"]: (r["state"], r["leased_by"]) for r in rows(engine)}
+    assert states == {busy["id"]: ("pending", None), free["id"]: ("sending", "w1#handoff")}
 
 
 def test_without_a_lease_deliveries_stay_pending(admin, engine, receiver, lead):
@@ -80,7 +95,7 @@ def test_a_handed_delivery_nobody_took_is_claimed_after_its_lease(settings, engi
         add_postback(live, receiver, "/orphan")
         # As if the process that wrote it died before handing it over: a 1-second lease
         # held by a worker that does not exist.
-        result = fire_with_lease(engine, org[0], lead["transaction_id"], ("gone#handoff", 1))
+        result = fire_with_lease(engine, org[0], lead["transaction_id"], Handoff("gone#handoff", 1))
         [orphan] = result["handoff"]
         assert receiver.requests == []
         final = wait_final(live, orphan["id"], timeout=20)
@@ -93,8 +108,9 @@ def test_the_live_worker_takes_its_handoff_and_declines_while_behind(live, recei
     lead = new_lead(live, campaign["id"])
     pb = add_postback(live, receiver, "/live")
     dispatcher = live.app.state.services.dispatcher
-    token, seconds = dispatcher.handoff_lease()
+    token, seconds, passed_over = dispatcher.handoff_lease()
     assert token.endswith("#handoff") and seconds == live.app.state.services.settings.lease_seconds
+    assert passed_over == frozenset()
     fire_event(live, lead["transaction_id"], revenue=1)
     [delivery] = [d for d in rows(live.app.state.services.engine) if d["postback_id"] == pb["id"]]
     assert wait_final(live, delivery["id"])["state"] == "delivered"
@@ -112,7 +128,9 @@ def test_a_claim_carries_what_the_worker_needs_and_the_same_context(admin, engin
     from postbackd.store import outbox
 
     add_postback(admin, receiver, "/claimed")
-    handed = fire_with_lease(engine, admin.org_id, lead["transaction_id"], ("w1#handoff", 0.1))
+    handed = fire_with_lease(
+        engine, admin.org_id, lead["transaction_id"], Handoff("w1#handoff", 0.1)
+    )
     [given] = handed["handoff"]
     writer = Writer(engine).start()
     try:
