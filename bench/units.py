@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.dispatch import EVENT, FIELDS  # noqa: E402
-from postbackd.store.outbox import Handoff  # noqa: E402
+from postbackd.store.claims import Handoff  # noqa: E402
 
 
 def _setup(db_url: str, leads: int) -> tuple[str, list[str]]:

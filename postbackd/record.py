@@ -22,7 +22,17 @@ from postbackd.inbound.values import MAX_AMOUNT
 from postbackd.model import DeliveryState, EventType, LeadStatus, Trigger
 from postbackd.outbound import context, filters, plan
 from postbackd.outbound.occurrence import Occurrence
-from postbackd.store import campaigns, caps, conversions, fast, leads, orgs, outbox, postbacks
+from postbackd.store import (
+    campaigns,
+    caps,
+    claims,
+    conversions,
+    fast,
+    leads,
+    orgs,
+    outbox,
+    postbacks,
+)
 from postbackd.store.cache import CONFIG
 from postbackd.store.rows import get_scoped
 from postbackd.store.tables import campaigns as campaigns_table
@@ -123,7 +133,7 @@ def fire_event(
     conn: sa.Connection,
     org_id: str | None,
     cmd: EventCommand,
-    lease: outbox.Handoff | None = None,
+    lease: claims.Handoff | None = None,
 ) -> dict:
     """Record a conversion or tracking event on a lead; raises the seed's coded errors.
 
@@ -154,7 +164,7 @@ def fire_event(
     occ = Occurrence(Trigger.EVENT, org, lead, source, conversion, evd)
     planned = plan_deliveries(conn, occ, lease=lease)
     kind = "conversion" if is_conversion else "tracking"
-    handoff = [outbox.handed(d) for d in planned if d["state"] == DeliveryState.SENDING]
+    handoff = [claims.handed(d) for d in planned if d["state"] == DeliveryState.SENDING]
     return {
         "handoff": handoff,
         "code": f"{kind}_event_fired",
@@ -297,7 +307,7 @@ def plan_deliveries(
     only: list[dict] | None = None,
     *,
     screened: bool = True,
-    lease: outbox.Handoff | None = None,
+    lease: claims.Handoff | None = None,
 ) -> list[dict]:
     """Write one delivery per matching postback, pending or skipped with its reason; with a
     `lease` (token, seconds), those to send are written leased to that worker instead."""

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from postbackd.api.ingest import InflightLocks
 from postbackd.crypto import SecretBox
 from postbackd.settings import Settings
-from postbackd.store import outbox
+from postbackd.store import claims
 from postbackd.store.cache import CONFIG, clearing
 from postbackd.store.tables import campaigns
 from postbackd.store.writer import Writer
@@ -53,7 +53,7 @@ class Services:
             for ring in self._doorbells:
                 ring()
 
-    def handoff_lease(self) -> outbox.Handoff | None:
+    def handoff_lease(self) -> claims.Handoff | None:
         """A lease of this process's worker for deliveries the next write plans, if any."""
         return self.dispatcher.handoff_lease() if self.dispatcher is not None else None
 

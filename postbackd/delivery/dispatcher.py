@@ -31,7 +31,7 @@ from postbackd.model import DeliveryState
 from postbackd.outbound import request as outbound_request
 from postbackd.outbound.signing import Redaction
 from postbackd.settings import Settings
-from postbackd.store import orgs, outbox
+from postbackd.store import claims, orgs, outbox
 from postbackd.store.cache import CONFIG
 from postbackd.store.tables import postbacks as postbacks_t
 from postbackd.store.tables import utcnow
@@ -164,11 +164,11 @@ class Dispatcher:
             if self._full:  # pass over the targets holding their share
                 skip = self._passed_over()
                 batch, self._after = await self.writer.run(
-                    outbox.claim_passing_over,
+                    claims.claim_passing_over,
                     *(token, asked, lease, utcnow(), skip, self._share, self._after),
                 )
             else:
-                batch = await self.writer.run(outbox.claim_due, token, asked, lease, utcnow())
+                batch = await self.writer.run(claims.claim_due, token, asked, lease, utcnow())
         except Exception:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
@@ -195,7 +195,7 @@ class Dispatcher:
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
-    def handoff_lease(self) -> outbox.Handoff | None:
+    def handoff_lease(self) -> claims.Handoff | None:
         """A lease for deliveries about to be written by this process's ingest, so they
         come straight here after the commit instead of waiting to be claimed; None while
         every slot is busy or older deliveries wait (they go first, through claims).
@@ -205,7 +205,7 @@ class Dispatcher:
         if len(self._busy) >= self._ahead:
             return None
         passed_over = self._passed_over() if self._full else frozenset()
-        return outbox.Handoff(self._handoff_token, self.settings.lease_seconds, passed_over)
+        return claims.Handoff(self._handoff_token, self.settings.lease_seconds, passed_over)
 
     def take(self, deliveries: list[dict]) -> None:
         """Deliveries committed already leased to us (`handoff_lease`): send them now.

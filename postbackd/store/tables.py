@@ -265,7 +265,7 @@ deliveries = sa.Table(
     *_stamps(),
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
     # Waiting deliveries by postback, for claims that pass over a busy partner's backlog
-    # (`outbox.claim_due(skip=...)`). Partial: rows leave it when claimed, and deliveries
+    # (`claims.claim_passing_over`). Partial: rows leave it when claimed, and deliveries
     # handed to the worker at ingest (written leased) never enter it.
     sa.Index(
         "ix_deliveries_waiting",

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from postbackd.api.app import create_app
 from postbackd.delivery.sender import target_of
 from postbackd.model import DeliveryState
-from postbackd.store import outbox
+from postbackd.store import claims, outbox
 from postbackd.store.tables import deliveries, utcnow
 from tests.helpers import add_postback, fire_event, new_lead, setup_campaign, wait_until
 from tests.receiver import Answer, Receiver
@@ -58,7 +58,7 @@ def waiting(engine, org_id: str, postback_id: str, n: int, due_in: float = -1.0)
 
 def claim(engine, limit: int, skip=(), each: int = 100, after: str = "") -> tuple[list, str]:
     with engine.begin() as conn:
-        return outbox.claim_passing_over(
+        return claims.claim_passing_over(
             conn, TOKEN, limit, 60, utcnow(), frozenset(skip), each, after
         )
 
@@ -113,7 +113,7 @@ def test_a_claim_walks_a_bounded_number_of_postbacks(engine, three, monkeypatch)
     """With room to visit two postbacks per claim, a claim whose walk finds none due stops
     there, and the next goes on from where it stopped."""
     ids, rows = three
-    monkeypatch.setattr(outbox, "WALK", 2)
+    monkeypatch.setattr(claims, "WALK", 2)
     got, after = claim(engine, 10, skip={ids["slow"], ids["fast"]})
     assert (got, after) == ([], ids["fast"])  # walked slow and fast, both passed over
     got, after = claim(engine, 10, skip={ids["slow"], ids["fast"]}, after=after)

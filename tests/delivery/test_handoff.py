@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from postbackd import record
 from postbackd.api.app import create_app
 from postbackd.inbound.events import EventCommand
-from postbackd.store.outbox import Handoff
+from postbackd.store.claims import Handoff
 from postbackd.store.tables import deliveries
 from postbackd.store.writer import Writer
 from tests.helpers import add_postback, fire_event, new_lead, setup_campaign, wait_final
@@ -119,13 +119,13 @@ def test_the_live_worker_takes_its_handoff_and_declines_while_behind(live, recei
 
 
 def test_a_claim_carries_what_the_worker_needs_and_the_same_context(admin, engine, receiver, lead):
-    """A claim returns only the columns a worker needs (`outbox.CLAIMED`), as a handed
+    """A claim returns only the columns a worker needs (`claims.CLAIMED`), as a handed
     delivery does, and the same context (on SQLite both carry it as the stored JSON text:
     it crosses the writer process's pipe)."""
     from datetime import UTC, datetime, timedelta
 
     from postbackd.delivery.dispatcher import context_of
-    from postbackd.store import outbox
+    from postbackd.store import claims
 
     add_postback(admin, receiver, "/claimed")
     handed = fire_with_lease(
@@ -135,10 +135,10 @@ def test_a_claim_carries_what_the_worker_needs_and_the_same_context(admin, engin
     writer = Writer(engine).start()
     try:
         later = datetime.now(UTC) + timedelta(seconds=5)  # the handoff lease has run out
-        [claimed] = writer.run_sync(outbox.claim_due, "w2", 10, 60, later)
+        [claimed] = writer.run_sync(claims.claim_due, "w2", 10, 60, later)
     finally:
         writer.stop()
-    assert set(claimed) == set(given) == set(outbox.CLAIMED)
+    assert set(claimed) == set(given) == set(claims.CLAIMED)
     assert claimed["id"] == given["id"] and claimed["leased_by"] == "w2"
     if engine.dialect.name == "sqlite":
         assert isinstance(claimed["context"], str) and isinstance(given["context"], str)

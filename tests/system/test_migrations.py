@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.dialects import sqlite
 
-from postbackd.store import outbox
+from postbackd.store import claims
 from postbackd.store.tables import metadata
 
 sqlite_named = sqlite.dialect(paramstyle="named")
@@ -27,8 +27,8 @@ def test_fair_claims_walk_the_partial_index(engine):
             assert "WHERE" in definition and "'pending'" in definition
             return
         statements = {
-            outbox._walk_sql(pg=False): {"after_": "", "walk_": 10, "now_": "9999"},
-            outbox._claim_waiting_of(pg=False): {"postback_": "p", "now_": "9", "limit_": 1},
+            claims._walk_sql(pg=False): {"after_": "", "walk_": 10, "now_": "9999"},
+            claims._claim_waiting_of(pg=False): {"postback_": "p", "now_": "9", "limit_": 1},
         }
         for stmt, params in statements.items():
             compiled = stmt.compile(dialect=sqlite_named)
