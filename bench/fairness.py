@@ -2,16 +2,17 @@
 slow partner's backlog drains, next to the same offered rate with no backlog, same run.
 
     .venv/bin/python bench/fairness.py [--slow-backlog 3000] [--slow-ms 200]
-                                       [--rate 200] [--duration 10]
+                                       [--rate 200] [--duration 10] [--db postgres]
 
 Two receivers (bench/dispatch.py's, each its own process and port, so two targets):
-`fast` answers at once, `slow` after --slow-ms. One SQLite server (API + worker), one
-campaign, one postback per receiver, each fired by its own event:
+`fast` answers at once, `slow` after --slow-ms. One SQLite server (API + worker), or with
+`--db postgres` `serve --no-worker` plus one `postbackd worker` on a scratch database;
+one campaign, one postback per receiver, each fired by its own event:
   alone   fast events at --rate for --duration: e2e p50/p99 (event sent -> postback
           received), the reference;
   behind  --slow-backlog events for the slow partner posted with the worker off, then the
-          server restarted with its worker and at once the same fast rate: e2e p50/p99, and
-          the slow partner's deliveries/s meanwhile.
+          worker started and at once the same fast rate: e2e p50/p99, and the slow
+          partner's deliveries/s meanwhile.
 With oldest-first claims every fast delivery would wait for the slow backlog ahead of it:
 backlog / (per-target slots / answer time), printed as "oldest-first would wait".
 Results go to bench/results/fairness-<timestamp>.json.
@@ -39,7 +40,7 @@ from bench.dispatch import (  # noqa: E402
     preload,
     run_rate,
 )
-from bench.ingest import ensure_wrk  # noqa: E402
+from bench.ingest import ensure_wrk, pg_scratch  # noqa: E402
 
 SLOW_EVENT = "bench_slow"
 PER_TARGET = 16  # the server's default POSTBACKD_PER_TARGET_CONCURRENCY
@@ -53,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10, help="seconds per fixed-rate run")
     p.add_argument("--rate-conns", type=int, default=16, help="wrk connections")
     p.add_argument("--leads", type=int, default=500, help="leads the events are posted for")
+    p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = p.parse_args(argv)
     # what bench/dispatch.py's Target reads of its arguments
     args.writer_process = args.sqlite_synchronous = args.per_target = None
@@ -73,6 +76,22 @@ def add_slow_partner(target: Target, slow: Receiver) -> None:
     http_json("POST", f"{base}/api/v1/postbacks", postback, key)
 
 
+def start_sending(target: Target) -> None:
+    """The server's own worker (SQLite) or a `postbackd worker` process (PostgreSQL)."""
+    if target.db_url.startswith("sqlite"):
+        target.start_server(worker=True)
+    else:
+        target.start_worker()
+
+
+def stop_sending(target: Target) -> None:
+    if target.db_url.startswith("sqlite"):
+        target.start_server(worker=False)
+    elif target.worker is not None:
+        target.worker.stop()
+        target.worker = None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     wrk = ensure_wrk()
@@ -83,20 +102,24 @@ def main(argv=None) -> int:
         stack.callback(fast.stop)
         slow = Receiver(workdir, delay_ms=args.slow_ms)
         stack.callback(slow.stop)
-        url = f"sqlite:///{workdir / 'sqlite' / 'postbackd.db'}"
-        target = Target("sqlite", url, workdir / "sqlite", fast, args)
+        if args.db == "sqlite":
+            url = f"sqlite:///{workdir / 'sqlite' / 'postbackd.db'}"
+        elif not (url := stack.enter_context(pg_scratch(args.pg_url))):
+            print(f"PostgreSQL unreachable at {args.pg_url}", file=sys.stderr)
+            return 2
+        target = Target(args.db, url, workdir / args.db, fast, args)
         stack.callback(target.stop)
         add_slow_partner(target, slow)
 
         print("== alone: the fast partner, no backlog ==", flush=True)
-        target.start_server(worker=True)
+        start_sending(target)
         report["alone"] = run_rate(wrk, target, fast, args.rate, args)
 
         print(f"== behind: {args.slow_backlog:,} deliveries for the slow partner first ==")
-        target.start_server(worker=False)
+        stop_sending(target)
         report["preload"] = preload(wrk, target, args.slow_backlog, event=SLOW_EVENT)
         slow_before, started = slow.count(), time.monotonic()
-        target.start_server(worker=True)
+        start_sending(target)
         report["behind"] = run_rate(wrk, target, fast, args.rate, args, catch_up=0)
         slow_sent = slow.count() - slow_before
         report["slow_per_s"] = slow_sent / (time.monotonic() - started)
