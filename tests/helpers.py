@@ -101,3 +101,29 @@ def fire_event(client, transaction_id: str, event_id: str = "sale_completed", **
     )
     assert r.status_code == 200, r.text
     return r.json()["data"]
+
+
+def insert_pending(conn, org_id: str, postback_id: str, n: int, due_in: float = 0.0) -> list[dict]:
+    """`n` pending manual deliveries of a postback written straight to the outbox, due
+    `due_in` seconds from now, one millisecond apart (oldest first)."""
+    from datetime import timedelta
+
+    from postbackd.model import DeliveryState
+    from postbackd.store import outbox
+    from postbackd.store.tables import utcnow
+
+    now = utcnow()
+    return [
+        outbox.insert_delivery(
+            conn,
+            {
+                "org_id": org_id,
+                "postback_id": postback_id,
+                "trigger": "manual",
+                "state": DeliveryState.PENDING.value,
+                "context": {"n": i},
+                "next_attempt_at": now + timedelta(seconds=due_in, milliseconds=i),
+            },
+        )
+        for i in range(n)
+    ]

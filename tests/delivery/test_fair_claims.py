@@ -9,7 +9,6 @@ of waiting deliveries (no walk through the backlog). Real databases, real receiv
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,10 +16,16 @@ from fastapi.testclient import TestClient
 
 from postbackd.api.app import create_app
 from postbackd.delivery.sender import target_of
-from postbackd.model import DeliveryState
-from postbackd.store import claims, outbox
+from postbackd.store import claims
 from postbackd.store.tables import deliveries, utcnow
-from tests.helpers import add_postback, fire_event, new_lead, setup_campaign, wait_until
+from tests.helpers import (
+    add_postback,
+    fire_event,
+    insert_pending,
+    new_lead,
+    setup_campaign,
+    wait_until,
+)
 from tests.receiver import Answer, Receiver
 
 TOKEN = "fair-test#1"
@@ -38,22 +43,8 @@ def manual_postback(admin, name: str) -> str:
 
 def waiting(engine, org_id: str, postback_id: str, n: int, due_in: float = -1.0) -> list[str]:
     """`n` pending deliveries of a postback, due `due_in` seconds from now, oldest first."""
-    ids = []
     with engine.begin() as conn:
-        for i in range(n):
-            row = outbox.insert_delivery(
-                conn,
-                {
-                    "org_id": org_id,
-                    "postback_id": postback_id,
-                    "trigger": "manual",
-                    "state": DeliveryState.PENDING.value,
-                    "context": {"n": i},
-                    "next_attempt_at": utcnow() + timedelta(seconds=due_in, milliseconds=i),
-                },
-            )
-            ids.append(row["id"])
-    return ids
+        return [row["id"] for row in insert_pending(conn, org_id, postback_id, n, due_in)]
 
 
 def claim(engine, limit: int, skip=(), each: int = 100, after: str = "") -> tuple[list, str]:

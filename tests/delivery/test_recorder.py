@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from postbackd.delivery.recorder import Finish, Recorder
 from postbackd.delivery.retry import Outcome
 from postbackd.model import DeliveryState
-from postbackd.store import outbox
 from postbackd.store.tables import deliveries, delivery_attempts
 from postbackd.store.writer import Writer
+from tests.helpers import insert_pending
 
 TOKEN = "test-worker#1"
 
@@ -31,20 +31,8 @@ def postback(admin) -> dict:
 
 def leased(engine, org_id: str, postback_id: str, n: int) -> list[dict]:
     """`n` deliveries as a claim by TOKEN leaves them."""
-    rows = []
     with engine.begin() as conn:
-        for _ in range(n):
-            row = outbox.insert_delivery(
-                conn,
-                {
-                    "org_id": org_id,
-                    "postback_id": postback_id,
-                    "trigger": "manual",
-                    "state": DeliveryState.PENDING.value,
-                    "context": {},
-                },
-            )
-            rows.append(row)
+        rows = insert_pending(conn, org_id, postback_id, n)
         conn.execute(
             deliveries.update()
             .where(deliveries.c.id.in_([r["id"] for r in rows]))
