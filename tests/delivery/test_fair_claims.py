@@ -186,3 +186,37 @@ def _states(engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(deliveries.c.state, sa.func.count()).group_by("state"))
         return dict(rows.all())
+
+
+def test_a_targets_share_follows_its_pace(settings):
+    """A partner answering fast may hold what it answers in PACE_HORIZON (up to the whole
+    claim-ahead): with the fixed minimum a lone fast partner ran dry between claims (the
+    drain fell from 41% to 26% of the bare client). A slow one keeps the minimum, and a
+    partner back from a quiet spell starts from it again."""
+    from postbackd.delivery.dispatcher import (
+        CLAIM_AHEAD,
+        PACE_HORIZON,
+        PACE_WINDOW,
+        Dispatcher,
+    )
+
+    live = settings.replace(worker_concurrency=64, per_target_concurrency=4)
+    dispatcher = Dispatcher(live, None, None, None, None)
+    least, most = 4 * CLAIM_AHEAD, 64 * CLAIM_AHEAD
+    assert dispatcher._share_of("fast:1") == least  # nothing known yet
+
+    def answers(target: str, per_second: float, seconds: float, start: float) -> float:
+        n = round(per_second * seconds)
+        for i in range(n + 1):
+            dispatcher._paced(target, start + i / per_second)
+        return start + seconds
+
+    now = answers("fast:1", 5000, 3 * PACE_WINDOW, 1000.0)
+    assert dispatcher._share_of("fast:1") == most  # 5,000/s x 0.1 s = 500, capped
+    answers("mid:1", 1000, 3 * PACE_WINDOW, now)
+    assert abs(dispatcher._share_of("mid:1") - 1000 * PACE_HORIZON) <= 2
+    answers("slow:1", 20, 1.0, now)
+    assert dispatcher._share_of("slow:1") == least  # 20/s x 0.1 s = 2: the minimum
+    # quiet for a minute: the first answer after it closes a long window, pace ~0
+    dispatcher._paced("fast:1", now + 60)
+    assert dispatcher._share_of("fast:1") == least
