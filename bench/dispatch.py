@@ -50,6 +50,7 @@ from bench import disk  # noqa: E402
 from bench.disk import FsyncProbe, describe  # noqa: E402
 from bench.ingest import (  # noqa: E402
     POSTBACK_FIELDS,
+    _children,
     _create_leads,
     _machine_info,
     box_cpu,
@@ -662,6 +663,11 @@ def run_drain(target: Target, receiver: Receiver, start_worker, label: str) -> d
     w0 = time.monotonic()
     start_worker()
     pids = target.pids()
+    for name, pid in list(pids.items()):  # a writer child's share, shown apart (in name's too)
+        for child in _children(pid):
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                pids[f"{name}'s writer"] = child
     samples: list[tuple] = []
     deadline = time.monotonic() + max(60.0, expected / 50)
     drained_at = None

@@ -15,12 +15,11 @@ from typing import Any
 
 import orjson
 
-# Every digit as "0", then one substring search: ~1 µs for a 1 KB context (a regex
-# `[0-9]{19}` took 8-13 µs, several times orjson's own parse).
-_DIGITS_STR = str.maketrans("0123456789", "0" * 10)
-_DIGITS_BYTES = bytes.maketrans(b"0123456789", b"0" * 10)
-_RUN_STR = "0" * 19
-_RUN_BYTES = b"0" * 19
+# Every digit as "0", then one substring search, on bytes: 0.8 µs for a 1 KB context, text
+# encoded first included (`str.translate` took 2.7 µs on ASCII text and 41 µs on text with
+# one accented letter; a regex `[0-9]{19}` 8-13 µs; orjson's own parse 2-3 µs).
+_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+_RUN = b"0" * 19
 
 DecodeError = json.JSONDecodeError  # orjson.JSONDecodeError is a subclass
 
@@ -46,8 +45,5 @@ def loads(text: str | bytes | bytearray) -> Any:
     if type(text) is JsonText:
         text = str(text)  # orjson reads str itself, not its subclasses
     value = orjson.loads(text)
-    if isinstance(text, str):
-        long_number = _RUN_STR in text.translate(_DIGITS_STR)
-    else:
-        long_number = _RUN_BYTES in bytes(text).translate(_DIGITS_BYTES)
-    return json.loads(text) if long_number else value
+    raw = text.encode() if isinstance(text, str) else bytes(text)
+    return json.loads(text) if _RUN in raw.translate(_DIGITS) else value

@@ -23,7 +23,14 @@ PASSED_OVER = Gauge(
 )
 
 
+_ATTEMPTS_BY: dict[tuple[str, str], object] = {}  # `labels()` costs a lock and a tuple per call
+
+
 def record_attempt(outcome: str, reason: str, latency_ms: float) -> None:
-    ATTEMPTS.labels(outcome, reason or "ok").inc()
+    key = (outcome, reason or "ok")
+    counter = _ATTEMPTS_BY.get(key)
+    if counter is None:
+        counter = _ATTEMPTS_BY[key] = ATTEMPTS.labels(*key)
+    counter.inc()
     if latency_ms:
         LATENCY.observe(latency_ms / 1000)

@@ -94,22 +94,36 @@ class Sender:
             url,
             data=req.body or None,
             headers=req.headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=_timeout(timeout),
             allow_redirects=False,
         ) as resp:
             body = await _read_capped(resp, keep)
             return Response(resp.status, dict(resp.headers), body, _ms(started))
 
 
+_TIMEOUTS: dict[float, aiohttp.ClientTimeout] = {}
+
+
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """One (immutable) ClientTimeout per value, not one per request."""
+    hit = _TIMEOUTS.get(seconds)
+    if hit is None:
+        hit = _TIMEOUTS[seconds] = aiohttp.ClientTimeout(total=seconds)
+    return hit
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, keep: int) -> bytes:
     """At most `keep` bytes of the answer; a huge response body is not our problem."""
+    content = resp.content
     chunks, size = [], 0
     while size < keep:
-        chunk = await resp.content.read(keep - size)
+        chunk = await content.read(keep - size)
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
+        if content.at_eof():  # the whole (small) answer came in one read: no second one
+            break
     return b"".join(chunks)
 
 
