@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from postbackd import jsontext
 from postbackd.crypto import SecretBox
-from postbackd.delivery import metrics
+from postbackd.delivery import metrics, prepare
 from postbackd.delivery.recorder import Finish, Recorder
 from postbackd.delivery.retry import ErrorCode, Outcome, RetryPolicy, decide
 from postbackd.delivery.sender import Response, Sender, body_ok, target_of
@@ -67,6 +67,9 @@ class Dispatcher:
         self.box = box
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.recorder = Recorder(writer, self.worker_id)
+        # Claims through the writer process come back rendered there (delivery/prepare.py):
+        # that process has a core to spare; rendering in a writer thread would gain nothing.
+        self.prepare_in_writer = getattr(writer, "remote", False)
         self.rng = random.Random()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,12 +173,12 @@ class Dispatcher:
         try:
             if self._full:  # pass over the targets holding their share
                 skip = self._passed_over()
-                batch, self._after = await self.writer.run(
+                batch, self._after = await self._claim_unit(
                     claims.claim_passing_over,
                     *(token, asked, lease, utcnow(), skip, self._share, self._after),
                 )
             else:
-                batch = await self.writer.run(claims.claim_due, token, asked, lease, utcnow())
+                batch = await self._claim_unit(claims.claim_due, token, asked, lease, utcnow())
         except Exception:
             log.exception("claiming deliveries failed; retrying")
             await asyncio.sleep(POLL_SECONDS)
@@ -184,6 +187,11 @@ class Dispatcher:
         for delivery in batch:
             self._start(delivery)
         return len(batch), asked
+
+    async def _claim_unit(self, fn, *args: Any) -> Any:
+        if self.prepare_in_writer:
+            return await self.writer.run(prepare.claim, self.box, fn, *args)
+        return await self.writer.run(fn, *args)
 
     def _start(self, delivery: dict) -> None:
         if delivery["id"] in self._sending:
@@ -323,12 +331,13 @@ class Dispatcher:
         org = await self._read("org", delivery["org_id"])
         secrets_ = self._secrets_of(postback)
         started_at = utcnow()
-        req = outbound_request.build(
+        now = time.time()
+        req = prepare.usable(delivery.get("request"), postback, now) or outbound_request.build(
             postback["config"],
             secrets_,
             context_of(delivery),
             delivery["idempotency_key"],
-            int(time.time()),
+            int(now),
         )
         self._target_of[postback["id"]] = target_of(req.url)
         resp = await self.sender.send(
@@ -438,7 +447,11 @@ class Dispatcher:
             if kind == "org":
                 return orgs.get_org(conn, id_)
             row = conn.execute(sa.select(postbacks_t).where(postbacks_t.c.id == id_)).first()
-            return None if row is None else dict(row._mapping)
+            if row is None:
+                return None
+            postback = dict(row._mapping)
+            postback["render_key"] = prepare.render_key(postback)
+            return postback
 
 
 def _policy(config: dict) -> RetryPolicy:

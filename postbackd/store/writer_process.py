@@ -63,6 +63,8 @@ class ProcessWriter:
     Units may come from any thread in both modes.
     """
 
+    remote = True  # units run in another process (the dispatcher renders claims there)
+
     def __init__(self, engine: sa.Engine, *, synchronous: str = "FULL", threads: int = 1):
         self.engine = engine  # the parent's engine: reads only; the child opens its own
         self.url = engine.url.render_as_string(hide_password=False)
