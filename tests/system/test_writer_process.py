@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from postbackd.api.app import create_app
+from postbackd.delivery import prepare
 from postbackd.errors import Conflict
 from postbackd.store import orgs
 from postbackd.store.tables import organizations
@@ -109,10 +110,21 @@ def test_a_killed_child_fails_what_was_in_flight_and_is_replaced(writer, engine)
             time.sleep(0.1)
 
 
-def test_the_admin_api_and_ingest_through_a_writer_process(settings, engine, org, receiver):
+def test_the_admin_api_and_ingest_through_a_writer_process(
+    settings, engine, org, receiver, monkeypatch
+):
     """Every kind of write the API makes crosses the pipe: setup, postbacks (create, patch,
     archive, manual fire), events, lead distribution, conversion status, replay, and the
-    deliveries the in-process worker claims and records."""
+    deliveries the in-process worker claims (rendered in the child: the secret box
+    crosses too) and records."""
+    prepared: list[bool] = []
+    usable = prepare.usable
+
+    def spy(request, postback, now):
+        prepared.append(request is not None)
+        return usable(request, postback, now)
+
+    monkeypatch.setattr(prepare, "usable", spy)
     app = create_app(
         settings.replace(worker=True), engine, run_migrations=False, writer_process=True
     )
@@ -159,9 +171,12 @@ def test_the_admin_api_and_ingest_through_a_writer_process(settings, engine, org
         assert r.status_code == 202, r.text
         replay = client.post(f"/api/v1/deliveries/{delivery['id']}/replay")
         assert replay.status_code == 202 and replay.json()["replayed"] == 1
-        assert client.post(f"/api/v1/postbacks/{pb['id']}/archive").json()["archived"] is True
-        received = receiver.wait_for(3, timeout=15)
+        received = receiver.wait_for(3, timeout=15)  # before the archive: they are sent
+        assert len(received) == 3
         assert all(r.headers.get("Authorization") == "Bearer s3cret" for r in received)
+        assert client.post(f"/api/v1/postbacks/{pb['id']}/archive").json()["archived"] is True
+    # the event's delivery was handed over at ingest; the fire and the replay were claimed
+    assert prepared.count(True) >= 2, prepared
 
 
 # ---- started inside a running event loop (how `serve` runs it) ----------------------------
