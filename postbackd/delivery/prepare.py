@@ -28,8 +28,9 @@ from postbackd.store.cache import CONFIG
 from postbackd.store.tables import postbacks
 
 log = logging.getLogger(__name__)
-# A prepared request older than this is rendered again before sending: its `{timestamp}`-free
-# parts would not change, but a Standard Webhooks signature older than 5 minutes is refused.
+# A prepared request older than this is rendered again before sending: its signature's
+# timestamp is the rendering's (receivers of Standard Webhooks refuse 5 minutes); the
+# `{timestamp}` macro comes from the context, written when the delivery was planned.
 FRESH_SECONDS = 60
 
 
