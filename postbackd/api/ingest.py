@@ -136,7 +136,7 @@ async def click(request: Request) -> Response:
         return error_response(exc)
     services.after_write(len(result["deliveries"]))
     lead = result["lead"]
-    landing = await services.landing_url(lead["campaign_id"])
+    landing = result["landing_url"]  # read with the campaign in the same unit
     if not landing:
         return json_response({"success": True, "code": "lead_created", "data": _lead_out(lead)})
     target = landing.replace("{transaction_id}", quote(lead["transaction_id"], safe=""))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,6 @@ from postbackd.crypto import SecretBox
 from postbackd.settings import Settings
 from postbackd.store import claims
 from postbackd.store.cache import CONFIG, clearing
-from postbackd.store.tables import campaigns
 from postbackd.store.writer import Writer
 
 
@@ -71,7 +69,3 @@ class Services:
             return self.writer.run_sync(clearing, fn, *args)
         finally:
             CONFIG.clear()
-
-    async def landing_url(self, campaign_id: str) -> str:
-        stmt = sa.select(campaigns.c.landing_url).where(campaigns.c.id == campaign_id)
-        return await asyncio.to_thread(self.read, lambda c: c.execute(stmt).scalar() or "")

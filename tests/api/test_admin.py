@@ -593,6 +593,22 @@ def test_click_errors_create_nothing(admin):
     assert admin.get("/api/v1/leads").json()["data"] == []
 
 
+def test_the_next_click_follows_a_campaign_change_at_once(admin):
+    """Campaigns are cached on the write path; an admin change clears the cache, so the
+    very next click redirects to the new landing URL, and an archived campaign refuses."""
+    cid = setup_campaign(admin, landing_url="https://old.example.com/?t={transaction_id}")["id"]
+    first = admin.get(f"/c/{cid}", follow_redirects=False)
+    assert first.headers["location"].startswith("https://old.example.com/?t=")
+    r = admin.patch(
+        f"/api/v1/campaigns/{cid}", json={"landing_url": "https://new.example.com/{transaction_id}"}
+    )
+    assert r.status_code == 200, r.text
+    second = admin.get(f"/c/{cid}", follow_redirects=False)
+    assert second.headers["location"].startswith("https://new.example.com/"), second.headers
+    assert admin.post(f"/api/v1/campaigns/{cid}/archive").status_code == 200
+    assert_error(admin.get(f"/c/{cid}", follow_redirects=False), 400, "invalid_cid")
+
+
 def test_click_without_landing_url_answers_json(admin):
     cid = admin.post("/api/v1/campaigns", json={"name": "x"}).json()["id"]
     r = admin.get(f"/c/{cid}", follow_redirects=False)
