@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from postbackd import jsontext
 from postbackd.crypto import SecretBox
 from postbackd.delivery import metrics, prepare
+from postbackd.delivery.prepare import context_of
 from postbackd.delivery.recorder import Finish, Recorder
 from postbackd.delivery.retry import ErrorCode, Outcome, RetryPolicy, decide
 from postbackd.delivery.sender import Response, Sender, body_ok, target_of
@@ -450,7 +450,7 @@ class Dispatcher:
             if row is None:
                 return None
             postback = dict(row._mapping)
-            postback["render_key"] = prepare.render_key(postback)
+            postback["render_key"] = prepare.render_key(postback["config"], postback["secrets"])
             return postback
 
 
@@ -516,9 +516,3 @@ def _delivery_update(decision, number: int, resp: Response, req) -> dict[str, An
         )
         update.update(state=state.value, next_attempt_at=None, finished_at=now)
     return update
-
-
-def context_of(delivery: dict) -> dict:
-    """A claimed or handed delivery's context: SQLite's come as the JSON text stored."""
-    context = delivery["context"]
-    return jsontext.loads(context) if isinstance(context, str) else context

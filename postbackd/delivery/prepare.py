@@ -34,11 +34,17 @@ log = logging.getLogger(__name__)
 FRESH_SECONDS = 60
 
 
-def render_key(postback: dict) -> str:
+def render_key(config: dict, sealed_secrets: str) -> str:
     """What a rendering depends on besides the delivery: the postback's config and secrets."""
-    digest = hashlib.blake2b(orjson.dumps(postback["config"]), digest_size=16)
-    digest.update(postback["secrets"].encode())
+    digest = hashlib.blake2b(orjson.dumps(config), digest_size=16)
+    digest.update(sealed_secrets.encode())
     return digest.hexdigest()
+
+
+def context_of(delivery: dict) -> dict:
+    """A claimed or handed delivery's context: SQLite's come as the JSON text stored."""
+    context = delivery["context"]
+    return jsontext.loads(context) if isinstance(context, str) else context
 
 
 def claim(conn: sa.Connection, box: SecretBox, fn, *args: Any) -> Any:
@@ -61,13 +67,8 @@ def _prepared(conn: sa.Connection, box: SecretBox, delivery: dict, now: int) -> 
         return None
     key, config, secrets = rules
     try:
-        context = delivery["context"]
         req = outbound_request.build(
-            config,
-            secrets,
-            jsontext.loads(context) if isinstance(context, str) else context,
-            delivery["idempotency_key"],
-            now,
+            config, secrets, context_of(delivery), delivery["idempotency_key"], now
         )
     except Exception:  # the worker renders it again and meets (and reports) the same
         log.debug("could not prepare delivery %s", delivery["id"], exc_info=True)
@@ -88,7 +89,7 @@ def _rules(conn: sa.Connection, box: SecretBox, delivery: dict) -> tuple | None:
         secrets = box.open(row.secrets)
     except ValueError:  # a wrong key: the worker meets it too, and says so
         return None
-    return render_key({"config": row.config, "secrets": row.secrets}), row.config, secrets
+    return render_key(row.config, row.secrets), row.config, secrets
 
 
 def usable(
