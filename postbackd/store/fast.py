@@ -47,9 +47,11 @@ def _to_sqlite(kind: str, value: Any) -> Any:
 
 
 def _sqlite_datetime(value: datetime) -> str:
+    """`2026-12-03 10:35:38.243442`, as SQLAlchemy stores a naive UTC datetime (cut from
+    the aware isoformat: a `replace(tzinfo=None)` copy cost more than the formatting)."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _money_from_sqlite(value: Any) -> Decimal:

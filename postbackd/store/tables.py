@@ -56,9 +56,11 @@ def _id() -> sa.Column:
     return sa.Column("id", sa.String(40), primary_key=True)
 
 
-def _org() -> sa.Column:
+def _org(index: bool = True) -> sa.Column:
+    """`index=False` where an (org_id, created_at) index already leads with it: the hot
+    tables' inserts paid for a second copy no query needed."""
     return sa.Column(
-        "org_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False, index=True
+        "org_id", sa.String(40), sa.ForeignKey("organizations.id"), nullable=False, index=index
     )
 
 
@@ -144,7 +146,7 @@ leads = sa.Table(
     "leads",
     metadata,
     _id(),
-    _org(),
+    _org(index=False),
     sa.Column("campaign_id", sa.String(40), sa.ForeignKey("campaigns.id"), nullable=False),
     sa.Column("source_id", sa.String(40), sa.ForeignKey("sources.id")),
     sa.Column("transaction_id", sa.String(64), nullable=False, unique=True),
@@ -179,7 +181,7 @@ conversions = sa.Table(
     "conversions",
     metadata,
     _id(),
-    _org(),
+    _org(index=False),
     sa.Column("campaign_id", sa.String(40), sa.ForeignKey("campaigns.id"), nullable=False),
     sa.Column("lead_id", sa.String(40), sa.ForeignKey("leads.id"), nullable=False, index=True),
     sa.Column(
@@ -243,7 +245,7 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     _id(),
-    _org(),
+    _org(index=False),
     sa.Column("postback_id", sa.String(40), sa.ForeignKey("postbacks.id"), nullable=False),
     sa.Column("lead_id", sa.String(40), sa.ForeignKey("leads.id")),
     sa.Column("conversion_id", sa.String(40), sa.ForeignKey("conversions.id")),
