@@ -29,14 +29,6 @@ PREFIXES = {
 }
 
 
-def _b32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
-
-
 # Crockford's alphabet from the RFC 4648 one `base64.b32encode` speaks (C, not a loop).
 _FROM_RFC = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 _POOL = threading.local()  # random bytes fetched 4 KiB at a time: one syscall per 400 ids
