@@ -58,6 +58,13 @@ def _money_from_sqlite(value: Any) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
+def stored_money(conn: sa.Connection, value: Any) -> Decimal:
+    """An amount as reading it back from this connection's database returns it."""
+    return (
+        _money_from_sqlite(_to_sqlite("money", value)) if conn.dialect.name == "sqlite" else value
+    )
+
+
 def _datetime_from_sqlite(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from postbackd.store import lead_cache
+
 log = logging.getLogger(__name__)
 
 Work = Callable[..., Any]
@@ -128,18 +130,28 @@ class Writer:
         conn = None
         while (batch := self._take_batch(q)) is not None:
             conn = self.process(conn, batch)
+        self.close(conn)
+
+    @staticmethod
+    def close(conn: sa.Connection | None) -> None:
+        """Give a batch connection back (its lead cache stays behind with it)."""
         if conn is not None:
+            lead_cache.uninstall(conn)
             conn.close()
 
     def process(self, conn: sa.Connection | None, batch: list[_Item]) -> sa.Connection | None:
         """Run and commit one batch on `conn` (opened if None), report every outcome; returns
         the connection to use next. The writer process calls this from its only thread."""
         try:
-            conn = conn or self.engine.connect().execution_options(immediate=True)
+            if conn is None:
+                conn = self.engine.connect().execution_options(immediate=True)
+                lead_cache.install(conn)
             outcomes = self._run_batch(conn, batch)
         except Exception as exc:  # the commit itself failed: nobody is acknowledged
             log.exception("writer batch of %d failed", len(batch))
             outcomes = [(item, False, exc) for item in batch]
+            if conn is not None and (cache := lead_cache.of(conn)) is not None:
+                cache.batch_done(ok=False)
             conn = _discard(conn)
         self._report(outcomes)
         for callback in self._after_commit:
@@ -149,10 +161,17 @@ class Writer:
     def _run_batch(self, conn: sa.Connection, batch: list[_Item]) -> list[tuple[_Item, bool, Any]]:
         self.batches += 1
         self.units += len(batch)
+        cache = lead_cache.of(conn)
         if len(batch) == 1:
-            return [_run_alone(conn, batch[0])]
-        with conn.begin():
-            return [(item, *_run_unit(conn, item)) for item in batch]
+            outcomes = [_run_alone(conn, batch[0], cache)]
+        else:
+            with conn.begin():
+                if cache is not None:
+                    cache.begin(conn.connection.dbapi_connection)
+                outcomes = [(item, *_run_unit(conn, item, cache)) for item in batch]
+        if cache is not None:
+            cache.batch_done(ok=True)
+        return outcomes
 
 
 def _deliver(outcomes: list[tuple[_Item, bool, Any]]) -> None:
@@ -190,7 +209,9 @@ def _settle(results: list) -> None:
             future.set_exception(value)
 
 
-def _run_alone(conn: sa.Connection, item: _Item, tries: int = 3) -> tuple[_Item, bool, Any]:
+def _run_alone(
+    conn: sa.Connection, item: _Item, cache: lead_cache.LeadCache | None, tries: int = 3
+) -> tuple[_Item, bool, Any]:
     """A batch of one needs no SAVEPOINT: its transaction is its unit (two statements, and
     on PostgreSQL two round trips, fewer; at moderate load most batches are single).
 
@@ -200,18 +221,26 @@ def _run_alone(conn: sa.Connection, item: _Item, tries: int = 3) -> tuple[_Item,
     for attempt in range(tries):
         tx = conn.begin()
         try:
+            if cache is not None:
+                cache.begin(conn.connection.dbapi_connection)
             value = item.fn(conn, *item.args)
         except Exception as exc:
             tx.rollback()
+            if cache is not None:
+                cache.unit_done(ok=False)
             if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt + 1 < tries:
                 continue
             return item, False, exc
-        tx.commit()
+        tx.commit()  # a failure here fails the batch: process() empties the cache
+        if cache is not None:
+            cache.unit_done(ok=True)
         return item, True, value
     raise AssertionError("unreachable")
 
 
-def _run_unit(conn: sa.Connection, item: _Item, tries: int = 3) -> tuple[bool, Any]:
+def _run_unit(
+    conn: sa.Connection, item: _Item, cache: lead_cache.LeadCache | None, tries: int = 3
+) -> tuple[bool, Any]:
     """One unit in its own SAVEPOINT; a PostgreSQL deadlock victim is simply run again.
 
     The SAVEPOINT statements go straight to the driver: SQLAlchemy's nested-transaction
@@ -225,10 +254,14 @@ def _run_unit(conn: sa.Connection, item: _Item, tries: int = 3) -> tuple[bool, A
         except Exception as exc:
             _raw_exec(raw, "ROLLBACK TO SAVEPOINT pbd_unit")
             _raw_exec(raw, "RELEASE SAVEPOINT pbd_unit")
+            if cache is not None:
+                cache.unit_done(ok=False)
             if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt + 1 < tries:
                 continue
             return False, exc
         _raw_exec(raw, "RELEASE SAVEPOINT pbd_unit")
+        if cache is not None:
+            cache.unit_done(ok=True)
         return True, value
     raise AssertionError("unreachable")
 

@@ -454,8 +454,7 @@ def _serve_alone(conn, writer: Writer, report: Callable) -> None:
             if stop:
                 return
     finally:
-        if db is not None:
-            db.close()
+        writer.close(db)
 
 
 def _units(messages: list[bytes], report: Callable) -> tuple[list[_Item], bool]:
