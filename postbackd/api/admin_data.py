@@ -134,7 +134,7 @@ def read_conversion(conversion_id: str, org_id: OrgId, svc: ServicesDep):
     if row is None:
         raise NotFound("conversion_not_found", "conversion not found")
     row.pop("dedupe_key", None)
-    return {**row, "history": svc.read(conversions.history, conversion_id)}
+    return {**row, "history": svc.read(conversions.history, row)}
 
 
 @router.post("/conversions/{conversion_id}/status", tags=["conversions"])

@@ -21,8 +21,7 @@ def exists_dedupe(conn: sa.Connection, dedupe_key: str) -> bool:
 def insert_conversion(conn: sa.Connection, row: dict[str, Any]) -> dict:
     now = utcnow()
     full = {**row, "created_at": now, "updated_at": now}
-    FAST.insert(conn, full)
-    add_history(conn, full["id"], full["status"], None, "created")
+    FAST.insert(conn, full)  # its "created" history entry is derived, see history()
     return full
 
 
@@ -49,13 +48,31 @@ def set_status(conn: sa.Connection, conversion: dict, status: str, note: str) ->
     return {**conversion, "status": status, "updated_at": now}
 
 
-def history(conn: sa.Connection, conversion_id: str) -> list[dict]:
+def history(conn: sa.Connection, conversion: dict) -> list[dict]:
+    """Every status the conversion had, the first being its status when created.
+
+    Only changes are stored: the creation entry follows from the conversion row (its
+    `created_at`, and the first change's previous status or else the current one), which
+    spared every inbound event an insert and an index entry. Databases written before
+    that hold a stored creation entry (no previous status); it is used as it is.
+    """
     stmt = (
         sa.select(conversion_status_history)
-        .where(conversion_status_history.c.conversion_id == conversion_id)
+        .where(conversion_status_history.c.conversion_id == conversion["id"])
         .order_by(conversion_status_history.c.id)
     )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    stored = [dict(r._mapping) for r in conn.execute(stmt)]
+    if stored and stored[0]["previous_status"] is None:
+        return stored
+    created = {
+        "id": None,
+        "conversion_id": conversion["id"],
+        "status": stored[0]["previous_status"] if stored else conversion["status"],
+        "previous_status": None,
+        "note": "created",
+        "changed_at": conversion["created_at"],
+    }
+    return [created, *stored]
 
 
 FILTERS = ("lead_id", "campaign_id", "event_id", "status", "event_type", "source_id")

@@ -48,10 +48,20 @@ def _to_sqlite(kind: str, value: Any) -> Any:
 
 def _sqlite_datetime(value: datetime) -> str:
     """`2026-12-03 10:35:38.243442`, as SQLAlchemy stores a naive UTC datetime (cut from
-    the aware isoformat: a `replace(tzinfo=None)` copy cost more than the formatting)."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    the aware isoformat: a `replace(tzinfo=None)` copy cost more than the formatting).
+
+    A row's stamps are usually one `now` (created_at, updated_at, next_attempt_at), so the
+    last object formatted is remembered by identity: datetimes are immutable."""
+    global _LAST_DATETIME
+    last = _LAST_DATETIME
+    if value is last[0]:
+        return last[1]
+    text = (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat(" ", "microseconds")
+    _LAST_DATETIME = (value, text[:26])
+    return text[:26]
+
+
+_LAST_DATETIME: tuple[datetime | None, str] = (None, "")
 
 
 def _money_from_sqlite(value: Any) -> Decimal:

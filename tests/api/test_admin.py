@@ -5,12 +5,15 @@ status history) and tenant isolation between two organizations."""
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from postbackd.api.app import create_app
+from postbackd.store.tables import conversion_status_history
 from tests.conftest import new_org
 from tests.helpers import new_lead, setup_campaign
 
@@ -809,6 +812,45 @@ def test_conversion_status_change_with_history(admin, conversions_world):
     r = admin.post("/api/v1/conversions/cnv_nope/status", json={"status": "rejected"})
     assert_error(r, 404, "conversion_not_found")
     assert_error(admin.get("/api/v1/conversions/cnv_nope"), 404, "conversion_not_found")
+
+
+def test_the_created_entry_is_derived_and_a_stored_one_is_kept(admin, engine, conversions_world):
+    """Only status changes are stored; the first entry comes from the conversion row. A
+    database written before that holds a stored creation entry: it is shown once."""
+    first, second = (f["conversion_id"] for f in conversions_world["fired"][:2])
+    conv = admin.get(f"/api/v1/conversions/{first}").json()
+    assert conv["history"] == [
+        {
+            "id": None,
+            "conversion_id": first,
+            "status": "approved",
+            "previous_status": None,
+            "note": "created",
+            "changed_at": conv["created_at"],
+        }
+    ]
+    with engine.begin() as conn:
+        stored = conn.execute(
+            sa.select(sa.func.count()).select_from(conversion_status_history)
+        ).scalar()
+        conn.execute(
+            conversion_status_history.insert().values(
+                conversion_id=second,
+                status="approved",
+                previous_status=None,
+                note="created",
+                changed_at=datetime(2026, 1, 2, tzinfo=UTC),
+            )
+        )
+    assert stored == 0  # firing events wrote no history rows
+    r = admin.post(f"/api/v1/conversions/{second}/status", json={"status": "rejected"})
+    assert r.status_code == 200, r.text
+    history = admin.get(f"/api/v1/conversions/{second}").json()["history"]
+    assert [(h["status"], h["previous_status"]) for h in history] == [
+        ("approved", None),
+        ("rejected", "approved"),
+    ]
+    assert history[0]["id"] is not None and history[0]["changed_at"].startswith("2026-01-02")
 
 
 # ---- tenant isolation --------------------------------------------------------------------

@@ -3,8 +3,8 @@
 The server runs as a child process on 127.0.0.1 (`postbackd serve --no-worker`). Many
 global event postbacks are fired concurrently; while they are in flight the server gets
 SIGKILL. After a restart on the same database every acknowledged conversion must be
-there, and nothing that was stored may be half-written (conversion without its status
-history, or without its lead). Each request carries a unique `clid`, so every stored
+there, and nothing that was stored may be half-written (a conversion without its outbox
+row, or without its lead; an outbox row without its conversion). Each request carries a unique `clid`, so every stored
 conversion can be traced to the one request that made it.
 """
 
@@ -69,6 +69,15 @@ async def _setup(base: str, key: str) -> dict:
                 s, "POST", f"{base}/api/v1/campaigns/{cid}/events", json=event
             )
             assert status == 201, body
+        # every event writes its outbox row in its transaction (`--no-worker`: it stays)
+        postback = {
+            "name": "outbox",
+            "trigger": "event",
+            "trigger_events": ["sale", "ping"],
+            "url": "http://127.0.0.1:9/postback?c={conversion_id}",
+        }
+        status, body = await _json(s, "POST", f"{base}/api/v1/postbacks", json=postback)
+        assert status == 201, body
         tids = []
         for i in range(LEADS):
             status, body = await _json(
@@ -147,7 +156,7 @@ async def _fetch_conversions(base: str, key: str, ids: list[str]) -> dict[str, t
 
 
 def _stored(db_url: str) -> dict:
-    """What the database holds, and every conversion missing its history or its lead."""
+    """What the database holds, and every conversion missing its outbox row or its lead."""
     engine = make_engine(db_url, pool_size=1)
     try:
         with engine.connect() as conn:
@@ -155,16 +164,16 @@ def _stored(db_url: str) -> dict:
             orphans = conn.execute(
                 sa.text(
                     "SELECT c.id, "
-                    " (SELECT count(*) FROM conversion_status_history h"
-                    "   WHERE h.conversion_id = c.id) AS n_history,"
+                    " (SELECT count(*) FROM deliveries d"
+                    "   WHERE d.conversion_id = c.id) AS n_outbox,"
                     " (SELECT count(*) FROM leads l WHERE l.id = c.lead_id) AS n_lead"
                     " FROM conversions c"
                 )
             ).all()
-            history_without_conversion = conn.execute(
+            outbox_without_conversion = conn.execute(
                 sa.text(
-                    "SELECT count(*) FROM conversion_status_history h"
-                    " WHERE NOT EXISTS (SELECT 1 FROM conversions c WHERE c.id = h.conversion_id)"
+                    "SELECT count(*) FROM deliveries d"
+                    " WHERE NOT EXISTS (SELECT 1 FROM conversions c WHERE c.id = d.conversion_id)"
                 )
             ).scalar()
     finally:
@@ -173,8 +182,8 @@ def _stored(db_url: str) -> dict:
         "by_clid": {r.clid: r.id for r in rows},
         "count": len(rows),
         "clids": [r.clid for r in rows],
-        "half_written": [r.id for r in orphans if r.n_history != 1 or r.n_lead != 1],
-        "history_without_conversion": history_without_conversion,
+        "half_written": [r.id for r in orphans if r.n_outbox != 1 or r.n_lead != 1],
+        "outbox_without_conversion": outbox_without_conversion,
     }
 
 
@@ -215,7 +224,7 @@ def test_acknowledged_events_survive_sigkill(db_url, tmp_path, servers):
         f" {stored['count'] - len(acked)}) load+kill {elapsed:.2f}s"
     )
     assert stored["half_written"] == [], stored["half_written"][:10]
-    assert stored["history_without_conversion"] == 0
+    assert stored["outbox_without_conversion"] == 0
     assert len(set(stored["clids"])) == stored["count"], "a request was recorded twice"
     sent = {f"req-{i}" for i in range(REQUESTS)}
     assert set(stored["by_clid"]) <= sent
