@@ -80,7 +80,8 @@ def build(occ: Occurrence, now: datetime) -> dict[str, Any]:
     ctx: dict[str, Any] = {}
     if occ.trigger is not Trigger.SESSION_START:
         ctx.update({k: jsonable(v) for k, v in (lead.get("fields") or {}).items()})
-    ctx.update({k: jsonable(lead.get(k)) for k in LEAD_COLUMNS})
+    plain = _PLAIN  # inlined: ~45 columns, most of them None or text
+    ctx.update({k: v if type(v := lead.get(k)) in plain else jsonable(v) for k in LEAD_COLUMNS})
     ctx.update(_ids(occ))
     ctx.update(_conversion(occ))
     ctx["trigger"] = occ.trigger.value
