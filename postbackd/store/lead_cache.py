@@ -9,8 +9,8 @@ connection committed since it last asked. So the cache is exact, not a TTL guess
   can commit until we do) and emptied when another connection (a CLI, a second process)
   wrote anything;
 - what our own units write goes in as they write it, journalled per unit: a unit that is
-  rolled back to its SAVEPOINT takes its entries out again, and a batch whose COMMIT fails
-  empties the cache (reads inside it may have seen the lost writes).
+  rolled back to its SAVEPOINT takes its entries out again; a batch whose COMMIT fails
+  loses the cache with its connection (the writer discards both).
 
 Cached rows are shared, never copied: callers treat lead dicts as values and build new
 ones to change them (`leads.update_lead` returns a new dict). PostgreSQL has many writers
@@ -33,7 +33,6 @@ class LeadCache:
         self._rows: dict[str, dict] = {}
         self._version: int | None = None
         self._unit: list[str] = []  # written by the running unit
-        self._batch: list[str] = []  # written by the batch's finished units
         self.hits = 0
         self.misses = 0
 
@@ -72,19 +71,10 @@ class LeadCache:
             del rows[next(iter(rows))]
 
     def unit_done(self, ok: bool) -> None:
-        if ok:
-            self._batch += self._unit
-        else:
+        if not ok:
             for tid in self._unit:
                 self._rows.pop(tid, None)
         self._unit.clear()
-
-    def batch_done(self, ok: bool) -> None:
-        if not ok:
-            self._rows.clear()
-            self._version = None
-        self._unit.clear()
-        self._batch.clear()
 
 
 def install(conn: sa.Connection) -> LeadCache | None:
@@ -95,8 +85,8 @@ def install(conn: sa.Connection) -> LeadCache | None:
 
 
 def uninstall(conn: sa.Connection) -> None:
-    """Before the writer gives its connection back to the pool: a reader must never find
-    a cache nobody keeps current."""
+    """Before the writer gives its connection back or discards it: a reader must never
+    find a cache nobody keeps current."""
     conn.info.pop(INFO_KEY, None)
 
 

@@ -150,8 +150,6 @@ class Writer:
         except Exception as exc:  # the commit itself failed: nobody is acknowledged
             log.exception("writer batch of %d failed", len(batch))
             outcomes = [(item, False, exc) for item in batch]
-            if conn is not None and (cache := lead_cache.of(conn)) is not None:
-                cache.batch_done(ok=False)
             conn = _discard(conn)
         self._report(outcomes)
         for callback in self._after_commit:
@@ -163,15 +161,11 @@ class Writer:
         self.units += len(batch)
         cache = lead_cache.of(conn)
         if len(batch) == 1:
-            outcomes = [_run_alone(conn, batch[0], cache)]
-        else:
-            with conn.begin():
-                if cache is not None:
-                    cache.begin(conn.connection.dbapi_connection)
-                outcomes = [(item, *_run_unit(conn, item, cache)) for item in batch]
-        if cache is not None:
-            cache.batch_done(ok=True)
-        return outcomes
+            return [_run_alone(conn, batch[0], cache)]
+        with conn.begin():
+            if cache is not None:
+                cache.begin(conn.connection.dbapi_connection)
+            return [(item, *_run_unit(conn, item, cache)) for item in batch]
 
 
 def _deliver(outcomes: list[tuple[_Item, bool, Any]]) -> None:
@@ -231,7 +225,7 @@ def _run_alone(
             if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt + 1 < tries:
                 continue
             return item, False, exc
-        tx.commit()  # a failure here fails the batch: process() empties the cache
+        tx.commit()  # a failure here fails the batch: process() discards conn and cache
         if cache is not None:
             cache.unit_done(ok=True)
         return item, True, value
@@ -282,6 +276,7 @@ def _raw_exec(dbapi_conn: Any, sql: str) -> None:
 def _discard(conn: sa.Connection | None) -> None:
     if conn is not None:
         try:
+            lead_cache.uninstall(conn)  # it may hold what the failed COMMIT lost
             conn.invalidate()
             conn.close()
         except Exception:
