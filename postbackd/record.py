@@ -334,9 +334,12 @@ def plan_deliveries(
     if not candidates:
         return []
     now = utcnow()
-    ctx = context.build(occ, now)
-    # serialized once, for every postback's row and the handoff
+    # built compact and serialized once, for every postback's row and the handoff; posting
+    # filters (rarely enabled) see the full context
+    ctx = context.build(occ, now, stored=True)
     stored = jsontext.JsonText(jsontext.dumps(ctx))
+    if screened and any(_filter_config(pb) is not None for pb in candidates):
+        ctx = context.expand(ctx)
     out = []
     for pb in candidates:
         values = {

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from postbackd import __version__
+from postbackd.outbound import context as outbound_context
 from postbackd.outbound import macros, signing
 from postbackd.outbound.formats import BodyFormat, encode
 
@@ -70,7 +71,8 @@ def build(
     now: int,
 ) -> OutboundRequest:
     """The exact request a delivery sends (`now` is the unix time used for signing)."""
-    ctx = {**context, "delivery_id": delivery_id, "idempotency_key": delivery_id}
+    ctx = outbound_context.expand(context)
+    ctx["delivery_id"] = ctx["idempotency_key"] = delivery_id
     seen = _Missing()
     fmt = BodyFormat(config.get("format") or BodyFormat.JSON)
     method = config.get("method", "POST")
