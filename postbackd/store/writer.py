@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from postbackd.store import lead_cache
+from postbackd.store.tables import unit_clock
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def _run_alone(
         try:
             if cache is not None:
                 cache.begin(conn.connection.dbapi_connection)
-            value = item.fn(conn, *item.args)
+            value = _timed(conn, item)
         except Exception as exc:
             tx.rollback()
             if cache is not None:
@@ -244,7 +245,7 @@ def _run_unit(
     for attempt in range(tries):
         _raw_exec(raw, "SAVEPOINT pbd_unit")
         try:
-            value = item.fn(conn, *item.args)
+            value = _timed(conn, item)
         except Exception as exc:
             _raw_exec(raw, "ROLLBACK TO SAVEPOINT pbd_unit")
             _raw_exec(raw, "RELEASE SAVEPOINT pbd_unit")
@@ -258,6 +259,15 @@ def _run_unit(
             cache.unit_done(ok=True)
         return True, value
     raise AssertionError("unreachable")
+
+
+def _timed(conn: sa.Connection, item: _Item) -> Any:
+    """Run a unit on its own clock: one instant for every stamp it writes."""
+    unit_clock(True)
+    try:
+        return item.fn(conn, *item.args)
+    finally:
+        unit_clock(False)
 
 
 def sqlstate(exc: BaseException) -> str | None:
