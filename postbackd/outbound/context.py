@@ -93,7 +93,7 @@ CONVERSION_KEYS = (
 # The marker of a compact context: 1, or 2 when it was built with a conversion. Lead
 # field names are identifiers (inbound/values.py), so no field can be called this.
 COMPACT = "~"
-_BUILT_WITH_CONVERSION_ORDER = (*BUILT_KEYS, *CONVERSION_KEYS)
+_BUILT_WITH_CONVERSION = (*BUILT_KEYS, *CONVERSION_KEYS)
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
@@ -129,7 +129,7 @@ def build(occ: Occurrence, now: datetime, *, stored: bool = False) -> dict[str, 
     ctx["date"] = now.date().isoformat()
     _zip_aliases(ctx)
     if stored:
-        for key in _BUILT_WITH_CONVERSION_ORDER if occ.conversion else BUILT_KEYS:
+        for key in _BUILT_WITH_CONVERSION if occ.conversion else BUILT_KEYS:
             if ctx[key] is None:
                 del ctx[key]
         ctx[COMPACT] = 2 if occ.conversion else 1
@@ -153,11 +153,8 @@ def expand(stored: Mapping[str, Any]) -> dict[str, Any]:
     marker = ctx.pop(COMPACT, None)
     if marker is None:
         return ctx
-    for key in BUILT_KEYS:
+    for key in _BUILT_WITH_CONVERSION if marker == 2 else BUILT_KEYS:
         ctx.setdefault(key, None)
-    if marker == 2:
-        for key in CONVERSION_KEYS:
-            ctx.setdefault(key, None)
     for alias, name in ALIASES.items():
         ctx.setdefault(alias, ctx.get(name))
     return ctx
