@@ -38,9 +38,14 @@ def create_app(
     engine = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     threads = settings.writer_threads or (1 if engine.dialect.name == "sqlite" else 4)
     if writer_process:
-        writer = ProcessWriter(engine, synchronous=settings.sqlite_synchronous, threads=threads)
+        writer = ProcessWriter(
+            engine,
+            synchronous=settings.sqlite_synchronous,
+            threads=threads,
+            sync_thread=settings.sqlite_sync_thread,
+        )
     else:
-        writer = Writer(engine, threads=threads)
+        writer = Writer(engine, threads=threads, sync_thread=settings.sqlite_sync_thread)
     services = Services(settings, engine, writer, worker.make_box(settings))
     if settings.worker:
         services.starters.append(_in_process_worker)
