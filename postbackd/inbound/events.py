@@ -39,7 +39,7 @@ KNOWN = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost 5 µs of object.__setattr__
 class EventCommand:
     event_id: str
     transaction_id: str
@@ -122,11 +122,13 @@ def _cost_operation(value: Any) -> str:
     return COST_OPERATIONS[raw.lower()]
 
 
+_TRACKING_NAMES = (*TRACKING_FIELDS, *ALIASES)  # in this order: an alias wins
+
+
 def _tracking(params: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for name in (*TRACKING_FIELDS, *ALIASES):
-        value = v.text(name, params.get(name), max_len=500)
-        if value is not None:
+    for name in _TRACKING_NAMES:
+        if name in params and (value := v.text(name, params[name], max_len=500)) is not None:
             out[ALIASES.get(name, name)] = value
     return out
 
