@@ -49,11 +49,6 @@ class Settings:
         "SQLite), on, off",
     )
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma: FULL or NORMAL")
-    sqlite_sync_thread: bool = _setting(
-        True,
-        "with FULL, sync SQLite's log in a thread beside the writer, which goes on with the "
-        "next batch meanwhile (answers still wait for the sync); off: inside each COMMIT",
-    )
     log_level: str = _setting("info", "log level: debug, info, warning, error")
 
     @classmethod

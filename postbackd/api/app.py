@@ -38,14 +38,9 @@ def create_app(
     engine = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     threads = settings.writer_threads or (1 if engine.dialect.name == "sqlite" else 4)
     if writer_process:
-        writer = ProcessWriter(
-            engine,
-            synchronous=settings.sqlite_synchronous,
-            threads=threads,
-            sync_thread=settings.sqlite_sync_thread,
-        )
+        writer = ProcessWriter(engine, synchronous=settings.sqlite_synchronous, threads=threads)
     else:
-        writer = Writer(engine, threads=threads, sync_thread=settings.sqlite_sync_thread)
+        writer = Writer(engine, threads=threads)
     services = Services(settings, engine, writer, worker.make_box(settings))
     if settings.worker:
         services.starters.append(_in_process_worker)

@@ -3,10 +3,8 @@
 Each submitted unit of work is a function `fn(conn, *args)` run inside its own SAVEPOINT
 of a batch transaction; everything waiting is committed together (one fsync for many
 requests). A unit that raises is rolled back alone and its caller gets the exception; the
-others still commit. Callers are told their result only once the COMMIT is durable, so
-an acknowledgement always means durable: on PostgreSQL when COMMIT returns; on SQLite
-(synchronous=FULL) when the sync thread has synced the WAL after it (store/walsync.py),
-while this thread already runs the next batch.
+others still commit. Callers are told their result only after the COMMIT returned, so an
+acknowledgement always means durable.
 
 On SQLite there is one writer thread (one process owns the file); on PostgreSQL several,
 each with its own connection and queue. Units given the same `key` (a lead's transaction
@@ -30,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from postbackd.store import lead_cache, walsync
+from postbackd.store import lead_cache
 from postbackd.store.tables import unit_clock
 
 log = logging.getLogger(__name__)
@@ -57,12 +55,8 @@ class Writer:
         threads: int = 1,
         max_batch: int = 256,
         report: Callable[[list[tuple[_Item, bool, Any]]], None] | None = None,
-        sync_thread: bool = True,
     ):
-        """`sync_thread`: on SQLite with synchronous=FULL, sync each commit in a thread
-        beside the writer (store/walsync.py) instead of inside the COMMIT."""
         self.engine = engine
-        self.sync_thread = sync_thread
         self.max_batch = max_batch
         self._report = report or _deliver  # the writer process sends results over its pipe
         self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(threads)]
@@ -71,7 +65,7 @@ class Writer:
             for i, q in enumerate(self._queues)
         ]
         self._next = itertools.cycle(range(threads))
-        self.failed: BaseException | None = None  # a log sync failed: nothing more is acked
+        self._after_commit: list[Callable[[], None]] = []
         self.batches = 0
         self.units = 0
 
@@ -86,6 +80,10 @@ class Writer:
         for t in self._threads:
             if t.ident is not None:  # never started: the writer process ran batches itself
                 t.join(timeout=10)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` (in the writer thread) after every commit; must be quick."""
+        self._after_commit.append(callback)
 
     def _queue_for(self, key: str | None) -> queue.SimpleQueue:
         if len(self._queues) == 1:
@@ -135,70 +133,29 @@ class Writer:
             conn = self.process(conn, batch)
         self.close(conn)
 
-    def close(self, conn: sa.Connection | None) -> None:
-        """Give a batch connection back (its lead cache stays behind with it), once every
-        batch it committed has been synced and reported."""
+    @staticmethod
+    def close(conn: sa.Connection | None) -> None:
+        """Give a batch connection back (its lead cache stays behind with it)."""
         if conn is not None:
-            self._end_sync(conn)
             lead_cache.uninstall(conn)
             conn.close()
 
-    def _open(self) -> sa.Connection:
-        conn = self.engine.connect().execution_options(immediate=True)
-        lead_cache.install(conn)
-        raw = conn.connection.dbapi_connection
-        if self.sync_thread and conn.dialect.name == "sqlite" and (wal := walsync.wal_of(raw)):
-            walsync.set_synchronous(raw, "NORMAL")  # this connection only: the sync thread
-            conn.info["walsync"] = walsync.WalSync(wal, self._report)
-        return conn
-
-    def _end_sync(self, conn: sa.Connection, restore: bool = True) -> None:
-        """Stop the connection's sync thread (it syncs and reports what is waiting first)
-        and put FULL back before the connection returns to the pool."""
-        sync = conn.info.pop("walsync", None)
-        if sync is None:
-            return
-        sync.stop()
-        if restore and sync.failed is None:
-            walsync.set_synchronous(conn.connection.dbapi_connection, "FULL")
-        elif restore:
-            conn.invalidate()  # never back to the pool in NORMAL mode
-
     def process(self, conn: sa.Connection | None, batch: list[_Item]) -> sa.Connection | None:
-        """Run and commit one batch on `conn` (opened if None), report every outcome once
-        durable; returns the connection to use next. The writer process calls this from
-        its only thread."""
-        if conn is not None and (sync := conn.info.get("walsync")) is not None:
-            self.failed = self.failed or sync.failed
-        if self.failed is not None:
-            error = walsync.SyncFailed(f"the database log could not be synced: {self.failed}")
-            self._report([(item, False, error) for item in batch])
-            return conn
+        """Run and commit one batch on `conn` (opened if None), report every outcome; returns
+        the connection to use next. The writer process calls this from its only thread."""
         try:
             if conn is None:
-                conn = self._open()
+                conn = self.engine.connect().execution_options(immediate=True)
+                lead_cache.install(conn)
             outcomes = self._run_batch(conn, batch)
         except Exception as exc:  # the commit itself failed: nobody is acknowledged
             log.exception("writer batch of %d failed", len(batch))
-            self._report([(item, False, exc) for item in batch])
-            return self._discard(conn)
-        sync = conn.info.get("walsync")
-        if sync is None:
-            self._report(outcomes)
-        else:
-            sync.add(outcomes)
+            outcomes = [(item, False, exc) for item in batch]
+            conn = _discard(conn)
+        self._report(outcomes)
+        for callback in self._after_commit:
+            callback()
         return conn
-
-    def _discard(self, conn: sa.Connection | None) -> None:
-        if conn is not None:
-            try:
-                self._end_sync(conn, restore=False)  # earlier batches still get answers
-                lead_cache.uninstall(conn)  # it may hold what the failed COMMIT lost
-                conn.invalidate()
-                conn.close()
-            except Exception:
-                log.exception("closing a failed writer connection")
-        return None
 
     def _run_batch(self, conn: sa.Connection, batch: list[_Item]) -> list[tuple[_Item, bool, Any]]:
         self.batches += 1
@@ -324,3 +281,14 @@ def _raw_exec(dbapi_conn: Any, sql: str) -> None:
         cursor.execute(sql)
     finally:
         cursor.close()
+
+
+def _discard(conn: sa.Connection | None) -> None:
+    if conn is not None:
+        try:
+            lead_cache.uninstall(conn)  # it may hold what the failed COMMIT lost
+            conn.invalidate()
+            conn.close()
+        except Exception:
+            log.exception("closing a failed writer connection")
+    return None
