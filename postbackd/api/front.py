@@ -14,6 +14,7 @@ from starlette.routing import Match, Route
 
 from postbackd.api import ingest
 from postbackd.api.errors import error_response, json_response
+from postbackd.api.event_asgi import EventRoutes
 from postbackd.api.limits import BodyLimit
 from postbackd.errors import MethodNotAllowed, NotFound
 
@@ -32,10 +33,13 @@ class Front:
     def __init__(self, app, max_body_bytes: int):
         self.app = app
         self.ingest = BodyLimit(_CatchAll(_Direct(INGEST_ROUTES)), max_body_bytes)
+        self.events = EventRoutes(self.ingest, max_body_bytes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(PREFIXES):
             scope["app"] = self.app  # handlers find the services on app.state
+            if scope["path"].startswith("/api/event/"):
+                return await self.events(scope, receive, send)
             return await self.ingest(scope, receive, send)
         return await self.app(scope, receive, send)
 

@@ -6,8 +6,6 @@ is where requests per second matter. Each answers only after the writer committe
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -27,17 +25,15 @@ class InflightLocks:
     def __init__(self) -> None:
         self._held: set[tuple] = set()
 
-    @contextlib.contextmanager
-    def hold(self, key: tuple) -> Iterator[None]:
+    def take(self, key: tuple) -> set[tuple]:
+        """Hold `key`; the caller discards it from the returned set when done (a plain
+        try/finally: a generator context manager cost ~2 µs per event)."""
         if key in self._held:
             raise Forbidden(
                 "event_locked", "another request for this lead and event is being processed"
             )
         self._held.add(key)
-        try:
-            yield
-        finally:
-            self._held.discard(key)
+        return self._held
 
 
 async def read_params(request: Request) -> dict[str, Any]:
@@ -99,22 +95,38 @@ def request_context(request: Request) -> dict[str, Any]:
     }
 
 
-async def _fire(request: Request, org_id: str | None, require_cid: bool) -> Response:
-    services = request.app.state.services
+async def fire(
+    services, params: dict[str, Any], org_id: str | None, require_cid: bool
+) -> tuple[int, dict]:
+    """An event postback's parameters -> (status, answer body), after the commit. Shared
+    by the Starlette endpoints below and the bare ASGI route (api/event_asgi.py)."""
     try:
-        cmd = parse_event(await read_params(request), require_cid=require_cid)
+        cmd = parse_event(params, require_cid=require_cid)
         lease = services.handoff_lease()
-        with services.locks.hold((org_id or cmd.cid, cmd.transaction_id, cmd.event_id)):
+        key = (org_id or cmd.cid, cmd.transaction_id, cmd.event_id)
+        held = services.locks.take(key)
+        try:
             result = await services.writer.run(
                 record.fire_event, org_id, cmd, lease, key=cmd.transaction_id
             )
+        finally:
+            held.discard(key)
     except PostbackdError as exc:
-        return error_response(exc)
+        return exc.status, exc.body()
     handoff = result.pop("handoff")
     if handoff:
         services.dispatcher.take(handoff)
     services.after_write(result["data"]["deliveries"] - len(handoff))
-    return json_response({"success": True, **result})
+    return 200, {"success": True, **result}
+
+
+async def _fire(request: Request, org_id: str | None, require_cid: bool) -> Response:
+    try:
+        params = await read_params(request)
+    except PostbackdError as exc:
+        return error_response(exc)
+    status, body = await fire(request.app.state.services, params, org_id, require_cid)
+    return json_response(body, status)
 
 
 async def event_global(request: Request) -> Response:
