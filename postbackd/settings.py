@@ -49,6 +49,11 @@ class Settings:
         "SQLite), on, off",
     )
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma: FULL or NORMAL")
+    sqlite_server_sync: bool = _setting(
+        True,
+        "with FULL and the writer process: the writer commits at NORMAL and the server syncs "
+        "the WAL before answering (the writer does not wait for the disk); off: inside COMMIT",
+    )
     log_level: str = _setting("info", "log level: debug, info, warning, error")
 
     @classmethod

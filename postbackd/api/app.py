@@ -38,7 +38,12 @@ def create_app(
     engine = engine or make_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     threads = settings.writer_threads or (1 if engine.dialect.name == "sqlite" else 4)
     if writer_process:
-        writer = ProcessWriter(engine, synchronous=settings.sqlite_synchronous, threads=threads)
+        writer = ProcessWriter(
+            engine,
+            synchronous=settings.sqlite_synchronous,
+            threads=threads,
+            server_sync=settings.sqlite_server_sync,
+        )
     else:
         writer = Writer(engine, threads=threads)
     services = Services(settings, engine, writer, worker.make_box(settings))

@@ -9,7 +9,9 @@ deliveries and waits. One process still owns the writes, as SQLite wants.
 Units cross the pipe pickled: the function by reference (so it must be a module-level
 function, or a `functools.partial` of one), its arguments by value. Each unit and each
 result is pickled on its own, so one that cannot be pickled fails alone. A result reaches
-its caller only after the child's COMMIT returned, exactly as with the thread writer.
+its caller only after the child's COMMIT returned and, on a SQLite file at FULL, after this
+process synced the WAL that COMMIT wrote (store/walsync.py: the child commits at NORMAL and
+never waits for the disk).
 
 If the child dies, every unit in flight fails (none of them was acknowledged) and a new
 child is started; if the server process dies, the child reads EOF and exits.
@@ -37,6 +39,7 @@ import sqlalchemy as sa
 
 from postbackd.errors import PostbackdError
 from postbackd.runtime import settle_heap
+from postbackd.store import walsync
 from postbackd.store.writer import Work, Writer, _deliver, _Item
 
 log = logging.getLogger(__name__)
@@ -65,10 +68,23 @@ class ProcessWriter:
 
     remote = True  # units run in another process (the dispatcher renders claims there)
 
-    def __init__(self, engine: sa.Engine, *, synchronous: str = "FULL", threads: int = 1):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        synchronous: str = "FULL",
+        threads: int = 1,
+        server_sync: bool = True,
+    ):
+        """`server_sync`: on a SQLite file at FULL, the child commits at NORMAL and this
+        process syncs the WAL before answering (store/walsync.py)."""
         self.engine = engine  # the parent's engine: reads only; the child opens its own
         self.url = engine.url.render_as_string(hide_password=False)
         self.synchronous = synchronous
+        sqlite = engine.dialect.name == "sqlite"
+        wal = walsync.wal_to_sync(engine.url.database, synchronous) if sqlite else None
+        self.wal_path = wal if server_sync else None
+        self._sync: walsync.WalSync | None = None
         self.threads = threads
         self._ids = itertools.count(1)
         self._pending: dict[int, _Item] = {}
@@ -91,6 +107,8 @@ class ProcessWriter:
             self._loop_thread = threading.get_ident()
         except RuntimeError:
             self._loop = None
+        if self.wal_path is not None:
+            self._sync = walsync.WalSync(self.wal_path, self._synced, self._sync_failed)
         self._attach(self._spawn())
         return self
 
@@ -98,9 +116,11 @@ class ProcessWriter:
         """Start a child and wait until it has opened the database; returns our pipe end."""
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe(duplex=True)
+        # with the server syncing the WAL, the child's COMMIT only writes it
+        synchronous = "NORMAL" if self.wal_path is not None else self.synchronous
         proc = ctx.Process(
             target=_child_main,
-            args=(theirs, self.url, self.synchronous, self.threads, logging.root.level),
+            args=(theirs, self.url, synchronous, self.threads, logging.root.level),
             name="postbackd-writer",
             daemon=True,
         )
@@ -151,6 +171,8 @@ class ProcessWriter:
                 self._proc.join(5)
         if self._reader is not None:
             self._reader.join(5)
+        if self._sync is not None:
+            self._sync.stop()  # syncs and answers what already came back first
 
     def _stop_on_loop(self, conn) -> None:
         """Last words in loop mode: write what is queued and the stop message, then read
@@ -196,6 +218,8 @@ class ProcessWriter:
         return self.submit(fn, *args, key=key).result(timeout)
 
     def _send(self, item: _Item, key: str | None) -> None:
+        if self._sync is not None and self._sync.failed is not None:
+            raise walsync.SyncFailed(message="the database log could not be synced; restart")
         rid = next(self._ids)
         try:
             payload = pickle.dumps((item.fn, item.args, key), protocol=pickle.HIGHEST_PROTOCOL)
@@ -314,9 +338,34 @@ class ProcessWriter:
             self._attach(self._spawn())
 
     def _settle(self, outcomes: list[tuple[int, bool, bytes]]) -> None:
+        """Results off the pipe: no longer in flight (a child that dies now cannot fail
+        them: they were committed), answered now or once the WAL is synced."""
         with self._lock:
             items = [(self._pending.pop(rid, None), ok, payload) for rid, ok, payload in outcomes]
-        _deliver([(item, *_unpickled(ok, payload)) for item, ok, payload in items if item])
+        came = [(item, ok, payload) for item, ok, payload in items if item]
+        if self._sync is None:
+            _answer([came])
+        else:
+            self._sync.add(came)
+
+    def _synced(self, batches: list) -> None:
+        """Sync thread: answer on the loop (one wake-up per sync), or here in thread mode."""
+        if self._loop is None:
+            _answer(batches)
+            return
+        try:
+            self._loop.call_soon_threadsafe(_answer, batches)
+        except RuntimeError:  # the loop is closed: its callers are gone
+            log.warning("dropping answers for a closed event loop")
+
+    def _sync_failed(self, batches: list) -> None:
+        error = walsync.SyncFailed(message="the database log could not be synced")
+        failed = [[(item, False, error) for item, _ok, _payload in batch] for batch in batches]
+        if self._loop is None:
+            _deliver([o for batch in failed for o in batch])
+            return
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_deliver, [o for batch in failed for o in batch])
 
     def _fail_pending(self, conn) -> None:
         """The child is gone: fail everything in flight (none of it was acknowledged)."""
@@ -372,6 +421,10 @@ def frame(message: bytes) -> bytes:
     if n > 0x7FFFFFFF:
         return _HEAD.pack(-1) + _LONG.pack(n) + message
     return _HEAD.pack(n) + message
+
+
+def _answer(batches: list) -> None:
+    _deliver([(item, *_unpickled(ok, p)) for batch in batches for item, ok, p in batch])
 
 
 def _unpickled(ok: bool, payload: bytes) -> tuple[bool, Any]:
@@ -432,10 +485,11 @@ def _serve_alone(conn, writer: Writer, report: Callable) -> None:
     milliseconds of latency while the other thread held it); here whatever arrived while
     a batch ran and committed simply becomes the next batch (one read takes it all).
 
-    A commit with `synchronous=FULL` costs ~250 µs of CPU here (the fsync), as much as the
-    unit itself. At a thousand events a second the batches were single units, so a small
-    batch whose units came fast waits a millisecond for more before it commits (SQLite's
-    answer to PostgreSQL's `commit_delay`); a quiet server never waits.
+    Each batch costs a BEGIN and a COMMIT (and, in the server process, an fdatasync that
+    every batch committed meanwhile shares). At a thousand events a second the batches
+    were single units, so a small batch whose units came fast waits a millisecond for more
+    before it commits (SQLite's answer to PostgreSQL's `commit_delay`); a quiet server
+    never waits.
     """
     inbox = _Inbox(conn)
     db = None
