@@ -16,16 +16,14 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
-from postbackd.api.ingest import _json_object, fire
+from postbackd.api.ingest import _json_object, fire, is_json_type
+from postbackd.api.limits import declared_too_large, send_json
 from postbackd.errors import InputError, PayloadTooLarge, PostbackdError
 
 log = logging.getLogger(__name__)
 
 GLOBAL = "/api/event/global/"
 TRIGGER = "/api/event/trigger"
-_JSON = (b"content-type", b"application/json")
 
 
 class EventRoutes:
@@ -39,7 +37,7 @@ class EventRoutes:
     async def __call__(self, scope, receive, send):
         route = _route(scope["path"])
         method = scope["method"]
-        ours = method == "GET" or (method == "POST" and _is_json(_content_type(scope["headers"])))
+        ours = method == "GET" or (method == "POST" and is_json_type(_content_type(scope)))
         if route is None or not ours:
             return await self.fallback(scope, receive, send)
         org_id, require_cid = route
@@ -48,7 +46,7 @@ class EventRoutes:
         except Exception:
             log.exception("unhandled error in an event postback")
             status, body = 500, _INTERNAL
-        await _respond(send, status, body)
+        await send_json(send, status, body)
 
     async def _answer(self, scope, receive, method: str, org_id, require_cid: bool):
         try:
@@ -60,9 +58,8 @@ class EventRoutes:
         return await fire(scope["app"].state.services, params, org_id, require_cid)
 
     async def _body(self, scope, receive) -> bytes:
-        for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                raise _too_large(self.max_bytes)
+        if declared_too_large(scope["headers"], self.max_bytes):
+            raise _too_large(self.max_bytes)
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -87,16 +84,12 @@ def _route(path: str) -> tuple[str | None, bool] | None:
     return (None, True) if path == TRIGGER else None
 
 
-def _content_type(headers) -> bytes:
-    for name, value in headers:
+def _content_type(scope) -> str:
+    """The media type, lower-cased, without parameters ("" when none is given)."""
+    for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower()
-    return b""
-
-
-def _is_json(ctype: bytes) -> bool:
-    """The bodies read here; forms go to the Starlette route (same answers, more code)."""
-    return ctype in (b"application/json", b"") or ctype.endswith(b"+json")
+            return value.decode("latin-1").split(";", 1)[0].strip().lower()
+    return ""
 
 
 def _query(raw: bytes) -> dict[str, Any]:
@@ -109,10 +102,3 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 _INTERNAL = {"success": False, "code": "internal_error", "message": "internal server error"}
-
-
-async def _respond(send, status: int, body: dict) -> None:
-    data = orjson.dumps(body, default=str)
-    headers = [_JSON, (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})

@@ -45,7 +45,7 @@ async def read_params(request: Request) -> dict[str, Any]:
     if not body.strip():
         return params
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("application/json", "") or ctype.endswith("+json"):
+    if is_json_type(ctype):
         params.update(_json_object(body))
     elif ctype == "application/x-www-form-urlencoded":
         params.update(_form(body))
@@ -56,6 +56,11 @@ async def read_params(request: Request) -> dict[str, Any]:
             "unsupported_media_type", f"cannot read a {ctype} body; send JSON or a form"
         )
     return params
+
+
+def is_json_type(ctype: str) -> bool:
+    """A body read as JSON: JSON, any `+json` type, or no type at all."""
+    return ctype in ("application/json", "") or ctype.endswith("+json")
 
 
 async def _multipart(request: Request) -> dict[str, str]:

@@ -23,8 +23,7 @@ class BodyLimit:
             # routes answer with the seed's per-parameter codes themselves.
             status, code = (404, "not_found") if nul == "path" else (422, "validation_error")
             return await self._send(send, status, code, f"the URL {nul} contains a NUL character")
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared_too_large(scope["headers"], self.max_bytes):
             return await self._reject(send)
         seen = 0
         exceeded = False
@@ -54,13 +53,23 @@ class BodyLimit:
         )
 
     async def _send(self, send, status: int, code: str, message: str):
-        body = orjson.dumps({"success": False, "code": code, "message": message})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, {"success": False, "code": code, "message": message})
+
+
+def declared_too_large(headers, max_bytes: int) -> bool:
+    """A content-length over the limit, or one that is not a number."""
+    for name, value in headers:
+        if name == b"content-length":
+            return not value.isdigit() or int(value) > max_bytes
+    return False
+
+
+async def send_json(send, status: int, body: dict) -> None:
+    """A JSON answer as two bare ASGI messages (no Response object)."""
+    data = orjson.dumps(body, default=str)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
 
 
 def _nul_in_url(scope) -> str | None:

@@ -23,18 +23,15 @@ def blank(value: Any) -> bool:
 
 
 def text(name: str, value: Any, *, max_len: int = MAX_TEXT) -> str | None:
-    if type(value) is str:  # the common case first: every event carries a dozen of them
-        out = value.strip()
-        if not out:
-            return None
-    elif value is None:
+    if value is None:
         return None
-    elif isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise InputError(f"invalid_{name}", f"{name} must be text")
-    else:
-        out = value.strip() if isinstance(value, str) else str(value)
-        if not out:
-            return None
+    if type(value) is not str:  # plain str, a dozen per event, skips the checks
+        if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+            raise InputError(f"invalid_{name}", f"{name} must be text")
+        value = str(value)
+    out = value.strip()
+    if not out:
+        return None
     if len(out) > max_len:
         raise InputError(f"invalid_{name}", f"{name} is longer than {max_len} characters")
     if "\x00" in out:

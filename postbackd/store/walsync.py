@@ -66,10 +66,8 @@ class WalSync:
         self._fd: int | None = None
         self._cond = threading.Condition()
         self._waiting: list = []
-        self._busy = False
         self._stopping = False
         self.failed: OSError | None = None
-        self.syncs = 0
         self._thread = threading.Thread(target=self._run, name="wal-sync", daemon=True)
         self._thread.start()
 
@@ -77,11 +75,6 @@ class WalSync:
         with self._cond:
             self._waiting.append(batch)
             self._cond.notify()
-
-    def flush(self, timeout: float = 30) -> bool:
-        """Wait until everything added so far was synced and handed on."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._waiting and not self._busy, timeout)
 
     def stop(self) -> None:
         with self._cond:
@@ -99,17 +92,12 @@ class WalSync:
                 if not self._waiting:
                     return
                 batches, self._waiting = self._waiting, []
-                self._busy = True
             try:
                 self._sync_then_hand_on(batches)
             except Exception:  # a bug here must not leave callers waiting forever
                 log.exception("the WAL sync thread failed")
                 self.failed = self.failed or OSError("the WAL sync thread failed")
                 self._fail(batches)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
 
     def _sync_then_hand_on(self, batches: list) -> None:
         if self.failed is None:
@@ -122,11 +110,7 @@ class WalSync:
                     self.path,
                     exc,
                 )
-        if self.failed is not None:
-            self._fail(batches)
-            return
-        self.syncs += 1
-        self._done(batches)
+        (self._done if self.failed is None else self._fail)(batches)
 
     def _sync(self) -> None:
         """fdatasync the WAL. If SQLite deleted it meanwhile (its last connection closed,

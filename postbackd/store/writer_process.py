@@ -350,22 +350,20 @@ class ProcessWriter:
 
     def _synced(self, batches: list) -> None:
         """Sync thread: answer on the loop (one wake-up per sync), or here in thread mode."""
-        if self._loop is None:
-            _answer(batches)
-            return
-        try:
-            self._loop.call_soon_threadsafe(_answer, batches)
-        except RuntimeError:  # the loop is closed: its callers are gone
-            log.warning("dropping answers for a closed event loop")
+        self._on_loop(_answer, batches)
 
     def _sync_failed(self, batches: list) -> None:
         error = walsync.SyncFailed(message="the database log could not be synced")
-        failed = [[(item, False, error) for item, _ok, _payload in batch] for batch in batches]
+        self._on_loop(_deliver, [(item, False, error) for batch in batches for item, *_ in batch])
+
+    def _on_loop(self, fn: Callable[[list], None], arg: list) -> None:
         if self._loop is None:
-            _deliver([o for batch in failed for o in batch])
+            fn(arg)
             return
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(_deliver, [o for batch in failed for o in batch])
+        try:
+            self._loop.call_soon_threadsafe(fn, arg)
+        except RuntimeError:  # the loop is closed: its callers are gone
+            log.warning("dropping answers for a closed event loop")
 
     def _fail_pending(self, conn) -> None:
         """The child is gone: fail everything in flight (none of it was acknowledged)."""
